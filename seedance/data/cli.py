@@ -64,7 +64,6 @@ def make_dataset(
     from tqdm import tqdm
 
     from seedance.config import get_preset
-    from seedance.data.media import write_clip
     from seedance.data.syncworld import SPLITS, make_sample
 
     if n <= 0:
@@ -73,6 +72,8 @@ def make_dataset(
         raise SeedanceError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
     clip_preset = get_preset(preset)
     folder = prepare_out_dir(out)
+    from seedance.data.media import write_clip
+
     manifest = folder / MANIFEST
     jobs = [(scene, seed + i) for scene in scenes for i in range(n)]
     with manifest.open("a", encoding="utf-8") as rows:
