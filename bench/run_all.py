@@ -1,0 +1,125 @@
+"""Run every benchmark in bench/, save one JSON file, and rewrite the README's results table.
+
+    python bench/run_all.py [--quick] [--only data_throughput,autoencoders] [--no-readme]
+
+Each bench script prints one JSON object on its last stdout line. The table lists
+every scalar figure (nested objects flattened with dots) with the exact command
+that produced it and the machine it ran on. A script that fails is reported as
+failed in the JSON and left out of the table; nothing is invented.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+README = ROOT / "README.md"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+SKIP = {"run_all.py", "__init__.py"}
+
+
+def machine_description() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores"
+
+
+def flatten(obj, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    elif isinstance(obj, (int, float, str, bool)) or obj is None:
+        out[prefix] = obj
+    return out
+
+
+def run_bench(script: Path, quick: bool, timeout: float) -> dict:
+    command = [sys.executable, str(script.relative_to(ROOT))] + (["--quick"] if quick else [])
+    shown = "python " + " ".join(command[1:])
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"command": shown, "ok": False, "error": f"timed out after {timeout:.0f} s"}
+    seconds = round(time.perf_counter() - start, 1)
+    lines = [line for line in proc.stdout.splitlines() if line.strip().startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"command": shown, "ok": False, "error": tail, "seconds": seconds}
+    return {"command": shown, "ok": True, "seconds": seconds, "result": json.loads(lines[-1])}
+
+
+def table(results: dict[str, dict], machine: str) -> str:
+    rows = ["| benchmark | figure | value | command | machine |", "|---|---|---|---|---|"]
+    for name, run in results.items():
+        if not run["ok"]:
+            continue
+        for key, value in flatten(run["result"]).items():
+            if isinstance(value, float):
+                value = f"{value:.4g}"
+            rows.append(f"| {name} | `{key}` | {value} | `{run['command']}` | {run.get('machine', machine)} |")
+    return "\n".join(rows)
+
+
+def update_readme(markdown: str) -> None:
+    text = README.read_text()
+    block = f"{START}\n{markdown}\n{END}"
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        text = head + block + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    tmp = README.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, README)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="pass --quick to every benchmark")
+    parser.add_argument("--only", default="", help="comma-separated bench names (without .py)")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds per benchmark")
+    parser.add_argument("--out", default=str(BENCH / "results.json"))
+    parser.add_argument("--no-readme", action="store_true", help="do not rewrite the README table")
+    args = parser.parse_args()
+
+    wanted = {n for n in args.only.split(",") if n}
+    scripts = sorted(p for p in BENCH.glob("*.py") if p.name not in SKIP and (not wanted or p.stem in wanted))
+    machine = machine_description()
+    results: dict[str, dict] = {}
+    out = Path(args.out)
+    if out.is_file():  # keep earlier figures of benches not rerun now
+        results = json.loads(out.read_text()).get("benchmarks", {})
+    for script in scripts:
+        print(f"running {script.name} ...", file=sys.stderr, flush=True)
+        results[script.stem] = {**run_bench(script, args.quick, args.timeout), "machine": machine}
+        status = "ok" if results[script.stem]["ok"] else f"FAILED: {results[script.stem]['error']}"
+        print(f"  {script.name}: {status}", file=sys.stderr, flush=True)
+    report = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "benchmarks": results}
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(tmp, out)
+    if not args.no_readme:
+        update_readme(table(results, machine))
+    print(json.dumps({"ran": [s.stem for s in scripts], "failed": [k for k, v in results.items() if not v["ok"]]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
