@@ -1,0 +1,498 @@
+#!/usr/bin/env python
+"""Train Seedance's latent autoencoders: the video VAE, the audio VAE and the vocoder.
+
+One recipe, three models (`--model video_vae | audio_vae | vocoder`):
+
+    python pipelines/train_autoencoders.py --build-cache --preset tiny          # render the clips once
+    accelerate launch pipelines/train_autoencoders.py --model video_vae --preset tiny \\
+        --out runs/video_vae --export weights/seedance-tiny/vae
+    accelerate launch --cpu --num_processes 2 pipelines/train_autoencoders.py --model vocoder ...
+
+Data: a fixed set of SyncWorld training clips (`--clips-per-scene` per scene),
+rendered once into safetensors files under `--cache` and held in memory; the
+model sees random crops of them. Batches are drawn from a generator seeded by
+(seed, step, process), so a run is deterministic and a resumed run continues
+exactly where it stopped, with no data-loader state to save.
+
+Resuming: every `--save-every` steps (and at the end) the accelerate state goes
+to <out>/checkpoints/.tmp_step_N, then is renamed to step_N; a new run with the
+same --out picks up the newest complete step_N. The step count and the training
+seconds so far travel in step_N/train_state.json (JSON, never a pickle).
+`--max-minutes` stops a run early at a checkpoint; run it again to go on.
+
+Logs: tqdm on the main process, tensorboard scalars in <out>/logs
+(`tensorboard --logdir runs`). With `--export DIR` the finished model is saved
+in fp16 with diffusers' save_pretrained layout (latent statistics measured on
+the training clips), plus DIR/train_info.json with the recipe and its minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from seedance.config import ClipPreset, get_preset  # noqa: E402
+from seedance.errors import SeedanceError  # noqa: E402
+from seedance.models.io import atomic_save_pretrained, atomic_write_bytes  # noqa: E402
+
+MODELS = ("video_vae", "audio_vae", "vocoder")
+SCENES = ("face", "bounce", "keys")
+
+# Per-model recipe defaults; every one can be overridden on the command line.
+RECIPES = {
+    "video_vae": dict(steps=3000, batch_size=8, lr=1e-3, crop=16, kl_weight=1e-5, delta_weight=0.5),
+    "audio_vae": dict(steps=3000, batch_size=16, lr=1e-3, crop=100, kl_weight=1e-5, delta_weight=0.5),
+    "vocoder": dict(steps=4000, batch_size=16, lr=1e-3, crop=8000, kl_weight=0.0, delta_weight=0.0),
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", choices=MODELS, help="which autoencoder to train")
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--out", type=Path, help="run folder: checkpoints/, logs/, train_summary.json")
+    p.add_argument("--export", type=Path, default=None, help="save the finished model here (save_pretrained, fp16)")
+    p.add_argument("--steps", type=int, default=None, help="total optimiser steps (recipe default per model)")
+    p.add_argument("--batch-size", type=int, default=None, help="clips (or crops) per process per step")
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--crop", type=int, default=None, help="frames (video), mel frames (audio VAE) or samples (vocoder)")
+    p.add_argument("--kl-weight", type=float, default=None)
+    p.add_argument("--delta-weight", type=float, default=None, help="weight of the temporal-difference loss")
+    p.add_argument("--model-config", default="{}", help="JSON overrides of the model's config (e.g. smaller widths)")
+    p.add_argument("--scenes", default=",".join(SCENES))
+    p.add_argument("--clips-per-scene", type=int, default=200)
+    p.add_argument("--eval-clips-per-scene", type=int, default=2)
+    p.add_argument("--cache", type=Path, default=Path("runs/cache"))
+    p.add_argument("--build-cache", action="store_true", help="only render the training and eval clips, then exit")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-every", type=int, default=500)
+    p.add_argument("--eval-every", type=int, default=250)
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--keep-checkpoints", type=int, default=2)
+    p.add_argument("--max-minutes", type=float, default=None, help="stop (with a checkpoint) after this much training")
+    p.add_argument("--mixed-precision", choices=("no", "bf16"), default="bf16")
+    p.add_argument("--cpu", action="store_true", help="train on the CPU even where a GPU is present")
+    p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: torch's default)")
+    args = p.parse_args(argv)
+    if not args.build_cache and (args.model is None or args.out is None):
+        p.error("--model and --out are required (or use --build-cache)")
+    recipe = RECIPES.get(args.model, {})
+    for key, value in recipe.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    args.scenes = tuple(s.strip() for s in args.scenes.split(",") if s.strip())
+    try:
+        args.model_config = json.loads(args.model_config)
+    except json.JSONDecodeError as exc:
+        p.error(f"--model-config is not valid JSON: {exc}")
+    return args
+
+
+# ---- data --------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Clips:
+    frames: torch.Tensor  # uint8 [N,F,H,W,3]
+    audio: torch.Tensor  # float32 [N,S]
+    scenes: list[str]  # scene of each clip
+
+
+def cache_path(cache: Path, preset: ClipPreset, scene: str, split: str, n: int) -> Path:
+    return cache / f"syncworld_{preset.name}_{split}_{scene}_{n}.safetensors"
+
+
+def render_scene(preset: ClipPreset, scene: str, split: str, n: int, path: Path) -> None:
+    """Render clips seed 0..n-1 of one scene and write them atomically as one safetensors file."""
+    import numpy as np
+    from safetensors.torch import save_file
+
+    from seedance.data.syncworld import make_sample
+
+    frames, audio = [], []
+    for seed in range(n):
+        s = make_sample(scene, seed, preset, split)
+        frames.append(s.frames)
+        audio.append(s.audio[: preset.num_samples])
+    tensors = {"frames": torch.from_numpy(np.stack(frames)), "audio": torch.from_numpy(np.stack(audio))}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file(tensors, str(tmp), metadata={"scene": scene, "split": split, "preset": preset.to_json()})
+    os.replace(tmp, path)
+
+
+def load_clips(cache: Path, preset: ClipPreset, scenes: tuple[str, ...], split: str, n: int, render: bool) -> Clips:
+    from safetensors.torch import load_file
+
+    frames, audio, names = [], [], []
+    for scene in scenes:
+        path = cache_path(cache, preset, scene, split, n)
+        if not path.is_file():
+            if not render:
+                raise SeedanceError(f"clip cache {path} is missing; run with --build-cache first")
+            t0 = time.time()
+            render_scene(preset, scene, split, n, path)
+            print(f"rendered {n} {split} clips of {scene} in {time.time() - t0:.0f} s -> {path}", flush=True)
+        t = load_file(str(path))
+        frames.append(t["frames"])
+        audio.append(t["audio"])
+        names += [scene] * t["frames"].shape[0]
+    return Clips(torch.cat(frames), torch.cat(audio), names)
+
+
+def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 997 + rank)
+
+
+def frames_to_video(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 [B,F,H,W,3] -> float [B,3,F,H,W] in [-1, 1]."""
+    return frames.permute(0, 4, 1, 2, 3).float().div(127.5).sub(1.0)
+
+
+# ---- the three tasks ---------------------------------------------------------------------------------------------
+
+
+class Task:
+    """What differs between the models: construction, a batch, the loss, evaluation and export statistics."""
+
+    def __init__(self, args: argparse.Namespace, preset: ClipPreset, clips: Clips, eval_clips: Clips):
+        self.args, self.preset, self.clips, self.eval_clips = args, preset, clips, eval_clips
+
+    def build(self):
+        raise NotImplementedError
+
+    def batch(self, g: torch.Generator):
+        raise NotImplementedError
+
+    def loss(self, model, batch, g: torch.Generator) -> tuple[torch.Tensor, dict]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def evaluate(self, model) -> dict:
+        raise NotImplementedError
+
+    def finalize(self, model) -> None:
+        """Measure and store statistics the exported model needs (latent mean/std)."""
+
+
+def delta_l1(pred: torch.Tensor, target: torch.Tensor, dim: int) -> torch.Tensor:
+    """L1 between temporal differences: rewards getting the *changes* (mouth, impacts) right."""
+    return (pred.diff(dim=dim) - target.diff(dim=dim)).abs().mean()
+
+
+class VideoTask(Task):
+    def build(self):
+        from seedance.models.video_vae import VideoVAE
+
+        return VideoVAE(**self.args.model_config)
+
+    def batch(self, g):
+        n, f = self.clips.frames.shape[:2]
+        tc = self.model_tc
+        crop = min(self.args.crop, f)
+        idx = torch.randint(n, (self.args.batch_size,), generator=g)
+        # Crops start on a latent boundary so the causal grid matches whole clips.
+        starts = torch.randint((f - crop) // tc + 1, (self.args.batch_size,), generator=g) * tc
+        t = starts[:, None] + torch.arange(crop)
+        x = frames_to_video(self.clips.frames[idx[:, None], t])
+        flip = torch.rand(self.args.batch_size, generator=g) < 0.5  # horizontal flips double the layouts seen
+        x[flip] = x[flip].flip(-1)
+        return x
+
+    def loss(self, model, x, g):
+        y, kl = model(x, sample_posterior=True, generator=g, return_kl=True)
+        y = y.float()
+        l1, mse = (y - x).abs().mean(), (y - x).pow(2).mean()
+        delta = delta_l1(y, x, dim=2)
+        loss = l1 + mse + self.args.delta_weight * delta + self.args.kl_weight * kl
+        psnr = 10 * math.log10(4.0 / max(mse.item(), 1e-10))
+        return loss, {"l1": l1.item(), "mse": mse.item(), "delta": delta.item(), "kl": kl.item(), "psnr": psnr}
+
+    @torch.no_grad()
+    def evaluate(self, model):
+        x = frames_to_video(self.eval_clips.frames)
+        y = torch.cat([model(x[i : i + 2]) for i in range(0, len(x), 2)]).float().clamp(-1, 1)
+        mse = (y - x).pow(2).mean().item()
+        return {"eval/psnr_db": 10 * math.log10(4.0 / max(mse, 1e-10))}
+
+    @torch.no_grad()
+    def finalize(self, model):
+        x = frames_to_video(self.clips.frames[:: max(1, len(self.clips.frames) // 48)])
+        z = torch.cat([model.encode(x[i : i + 4]).latent_dist.mode() for i in range(0, len(x), 4)]).float()
+        model.set_latent_stats(z.mean(dim=(0, 2, 3, 4)).tolist(), z.std(dim=(0, 2, 3, 4)).clamp(min=1e-3).tolist())
+
+    @property
+    def model_tc(self) -> int:
+        return int(self.args.model_config.get("temporal_compression", 4))
+
+
+class MelTask(Task):
+    """Shared by the audio VAE and the vocoder: log-mels of the cached audio, and their global statistics."""
+
+    def __init__(self, *a):
+        super().__init__(*a)
+        from seedance.models.mel import LogMel
+
+        self.logmel = LogMel(self.preset)
+        self.mels = torch.cat([self.logmel(self.clips.audio[i : i + 64]) for i in range(0, len(self.clips.audio), 64)])
+        self.eval_mels = self.logmel(self.eval_clips.audio)
+        self.mel_mean = float(self.mels.mean())
+        self.mel_std = float(self.mels.std())
+
+
+class AudioVAETask(MelTask):
+    def build(self):
+        from seedance.models.audio_vae import AudioVAE
+        from seedance.models.mel import mel_config
+
+        cfg = {**mel_config(self.preset), "mel_mean": self.mel_mean, "mel_std": self.mel_std}
+        return AudioVAE(**{**cfg, **self.args.model_config})
+
+    def batch(self, g):
+        n, _, m = self.mels.shape
+        tc = int(self.args.model_config.get("temporal_compression", 5))
+        crop = min(self.args.crop, m) // tc * tc
+        idx = torch.randint(n, (self.args.batch_size,), generator=g)
+        starts = torch.randint((m - crop) // tc + 1, (self.args.batch_size,), generator=g) * tc
+        x = self.mels[idx[:, None], :, starts[:, None] + torch.arange(crop)]  # [B, crop, n_mels]
+        x = x.transpose(1, 2).contiguous()
+        # Volume augmentation: a gain g adds log(g) to every non-silent bin of a magnitude log-mel.
+        gain = torch.empty(self.args.batch_size, 1, 1).uniform_(-1.5, 0.5, generator=g)
+        return torch.maximum(x + gain, torch.full_like(x, math.log(1e-5)))
+
+    def loss(self, model, x, g):
+        y, kl = model(x, sample_posterior=True, generator=g, return_kl=True)
+        y = y.float()
+        l1 = (y - x).abs().mean()
+        delta = delta_l1(y, x, dim=2)
+        loss = l1 + self.args.delta_weight * delta + self.args.kl_weight * kl
+        return loss, {"mel_l1": l1.item(), "delta": delta.item(), "kl": kl.item()}
+
+    @torch.no_grad()
+    def evaluate(self, model):
+        y = model(self.eval_mels).float()
+        return {"eval/mel_l1": (y - self.eval_mels).abs().mean().item()}
+
+    @torch.no_grad()
+    def finalize(self, model):
+        z = model.encode(self.mels[:: max(1, len(self.mels) // 96)]).latent_dist.mode().float()
+        model.set_latent_stats(z.mean(dim=(0, 2)).tolist(), z.std(dim=(0, 2)).clamp(min=1e-3).tolist())
+
+
+class VocoderTask(MelTask):
+    def build(self):
+        from seedance.models.mel import mel_config
+        from seedance.models.vocoder import Vocoder
+
+        cfg = {**mel_config(self.preset), "mel_mean": self.mel_mean, "mel_std": self.mel_std}
+        return Vocoder(**{**cfg, **self.args.model_config})
+
+    def batch(self, g):
+        n, s = self.clips.audio.shape
+        hop = self.preset.hop_length
+        crop = min(self.args.crop, s) // hop * hop
+        idx = torch.randint(n, (self.args.batch_size,), generator=g)
+        starts = torch.randint((s - crop) // hop + 1, (self.args.batch_size,), generator=g) * hop
+        wave = self.clips.audio[idx[:, None], starts[:, None] + torch.arange(crop)]
+        gain = torch.empty(self.args.batch_size, 1).uniform_(0.2, 1.0, generator=g)
+        return wave * gain
+
+    def loss(self, model, wave, g):
+        from seedance.models.vocoder import multi_resolution_stft_distance
+
+        mel = self.logmel(wave)
+        y = model(mel).float()[:, 0]
+        stft = multi_resolution_stft_distance(y, wave)
+        mel_l1 = (self.logmel(y) - mel).abs().mean()
+        return stft + mel_l1, {"stft": stft.item(), "mel_l1": mel_l1.item()}
+
+    @torch.no_grad()
+    def evaluate(self, model):
+        from seedance.models.vocoder import multi_resolution_stft_distance
+
+        y = model(self.eval_mels).float()
+        return {"eval/stft_dist": multi_resolution_stft_distance(y, self.eval_clips.audio).item()}
+
+
+TASKS = {"video_vae": VideoTask, "audio_vae": AudioVAETask, "vocoder": VocoderTask}
+
+
+# ---- checkpoints -------------------------------------------------------------------------------------------------
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The newest complete step_N folder (temporary .tmp_ folders are ignored)."""
+    if not folder.is_dir():
+        return None
+    done = [p for p in folder.glob("step_*") if p.is_dir() and (p / "train_state.json").is_file()]
+    return max(done, key=lambda p: int(p.name.split("_")[1]), default=None)
+
+
+def save_checkpoint(accelerator, folder: Path, step: int, seconds: float, keep: int) -> None:
+    final = folder / f"step_{step:07d}"
+    tmp = folder / f".tmp_step_{step:07d}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (tmp / "train_state.json").write_text(json.dumps({"step": step, "train_seconds": seconds}))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)  # a checkpoint is either complete or absent
+        done = sorted((p for p in folder.glob("step_*") if p.is_dir()), key=lambda p: int(p.name.split("_")[1]))
+        for old in done[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def lr_at(step: int, args: argparse.Namespace) -> float:
+    """Linear warm-up, then cosine decay to 10% of the peak."""
+    if step < args.warmup:
+        return args.lr * (step + 1) / args.warmup
+    progress = min(1.0, (step - args.warmup) / max(1, args.steps - args.warmup))
+    return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+# ---- main --------------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    preset = get_preset(args.preset)
+
+    if args.build_cache:
+        load_clips(args.cache, preset, args.scenes, "train", args.clips_per_scene, render=True)
+        load_clips(args.cache, preset, args.scenes, "test", args.eval_clips_per_scene, render=True)
+        return 0
+
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    out: Path = args.out
+    # cpu=True where there is no GPU: then a torchrun-style launch (accelerate launch --multi_gpu) of N
+    # processes on a CPU-only machine becomes N gloo processes instead of N unconnected copies.
+    accelerator = Accelerator(
+        cpu=args.cpu or not torch.cuda.is_available(),
+        mixed_precision=args.mixed_precision,
+        log_with="tensorboard",
+        project_dir=str(out / "logs"),
+    )
+    set_seed(args.seed)
+    with accelerator.main_process_first():  # one process renders a missing cache, the others then read it
+        clips = load_clips(args.cache, preset, args.scenes, "train", args.clips_per_scene, render=True)
+        eval_clips = load_clips(args.cache, preset, args.scenes, "test", args.eval_clips_per_scene, render=True)
+    task = TASKS[args.model](args, preset, clips, eval_clips)
+
+    model = task.build()
+    n_params = sum(p.numel() for p in model.parameters())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=1e-4)
+    model, optimizer = accelerator.prepare(model, optimizer)
+
+    step, seconds = 0, 0.0
+    ckpt = latest_checkpoint(out / "checkpoints")
+    if ckpt is not None:
+        accelerator.load_state(str(ckpt))
+        state = json.loads((ckpt / "train_state.json").read_text())
+        step, seconds = int(state["step"]), float(state["train_seconds"])
+        accelerator.print(f"resumed from {ckpt} (step {step}, {seconds / 60:.1f} min trained)")
+
+    hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in vars(args).items()}
+    accelerator.init_trackers(args.model, config=hparams)
+    accelerator.print(
+        f"{args.model}: {n_params / 1e6:.2f} M parameters, {len(clips.frames)} training clips, "
+        f"{accelerator.num_processes} process(es) x batch {args.batch_size}, steps {step} -> {args.steps}"
+    )
+    bar = tqdm(
+        total=args.steps,
+        initial=step,
+        desc=args.model,
+        disable=not accelerator.is_main_process,
+        mininterval=0.5 if sys.stderr.isatty() else 30,  # a log file gets a line every 30 s, not every step
+    )
+    rank = accelerator.process_index
+    stopped_early = False
+    model.train()
+    while step < args.steps:
+        t0 = time.time()
+        g = step_generator(args.seed, step, rank)
+        batch = task.batch(g)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, args)
+        loss, logs = task.loss(model, batch, g)
+        accelerator.backward(loss)
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        seconds += time.time() - t0
+        bar.update(1)
+        if step % args.log_every == 0 or step == args.steps:
+            logs = {f"train/{k}": v for k, v in logs.items()}
+            logs.update({"train/loss": loss.item(), "train/grad_norm": float(grad_norm), "train/lr": lr_at(step, args)})
+            accelerator.log(logs, step=step)
+            bar.set_postfix({k.split("/")[1]: f"{v:.4g}" for k, v in logs.items() if k != "train/lr"}, refresh=False)
+        if step % args.eval_every == 0 or step == args.steps:
+            if accelerator.is_main_process:
+                model.eval()
+                metrics = task.evaluate(accelerator.unwrap_model(model))
+                model.train()
+                accelerator.log(metrics, step=step)
+                bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+            accelerator.wait_for_everyone()
+        over_time = args.max_minutes is not None and seconds >= args.max_minutes * 60
+        if step % args.save_every == 0 or step == args.steps or over_time:
+            save_checkpoint(accelerator, out / "checkpoints", step, seconds, args.keep_checkpoints)
+        if over_time and step < args.steps:
+            stopped_early = True
+            break
+    bar.close()
+
+    summary = {"model": args.model, "step": step, "steps": args.steps, "train_minutes": round(seconds / 60, 2)}
+    if accelerator.is_main_process:
+        model.eval()
+        unwrapped = accelerator.unwrap_model(model).float()
+        summary.update(task.evaluate(unwrapped))
+        atomic_write_bytes(out / "train_summary.json", json.dumps(summary, indent=2).encode())
+        if args.export is not None and not stopped_early:
+            task.finalize(unwrapped)
+            export = torch.nn.Module.to(unwrapped, torch.float16)  # fp16 on disk; loads back as float32
+            atomic_save_pretrained(export, args.export)
+            info = {
+                **summary,
+                "parameters": n_params,
+                "processes": accelerator.num_processes,
+                "threads": torch.get_num_threads(),
+                "command": "accelerate launch " + " ".join(sys.argv),
+                "recipe": hparams,
+            }
+            atomic_write_bytes(args.export / "train_info.json", json.dumps(info, indent=2).encode())
+            accelerator.print(f"exported {args.model} to {args.export}")
+        accelerator.print(json.dumps(summary))
+    accelerator.end_training()
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        raise SystemExit(main())
+    except SeedanceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

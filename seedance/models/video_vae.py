@@ -1,0 +1,347 @@
+"""VideoVAE: a causal 3-D convolutional KL autoencoder for short clips.
+
+    frames [B,3,F,H,W] in [-1,1] --encode--> latents [B,Cv,F/tc,H/sc,W/sc] --decode--> frames
+
+At the tiny preset (64x64, 16 fps, 32 frames) with tc=4 and sc=8 a 2 s clip
+becomes 16 x 8 x 8 x 8 latents: 4 latent frames per second.
+
+Causal in time: every convolution pads only on the past side, and the norms
+are per position (RMS over channels), so latent frame j depends on frames
+< tc*(j+1) only and decoded frame f on latents <= f // tc. A clip can therefore
+be extended without changing what was already encoded, and a frame count that
+is not a multiple of tc is padded at the end (repeating the last frame)
+without disturbing the earlier latents.
+
+Layout (sc = patch * 2**downsamples):
+    patchify (space-to-depth by `patch_size`) -> conv_in
+    per level: res blocks, then a strided causal conv (space /2, time /s)
+    mid res block -> RMS norm -> conv_out -> mean, logvar
+The decoder mirrors it with nearest-neighbour upsampling followed by causal convs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.autoencoders.vae import DecoderOutput
+from diffusers.models.modeling_outputs import AutoencoderKLOutput
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from seedance.config import ClipPreset, get_preset
+from seedance.errors import SeedanceError
+
+
+class LatentDistribution:
+    """Diagonal Gaussian over latents; `parameters` holds mean and log-variance along dim 1."""
+
+    def __init__(self, parameters: torch.Tensor):
+        self.mean, logvar = parameters.chunk(2, dim=1)
+        self.logvar = logvar.clamp(-30.0, 20.0)
+        self.std = torch.exp(0.5 * self.logvar)
+
+    def mode(self) -> torch.Tensor:
+        return self.mean
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        noise = torch.randn(self.mean.shape, generator=generator, dtype=self.mean.dtype, device=self.mean.device)
+        return self.mean + self.std * noise
+
+    def kl(self) -> torch.Tensor:
+        """KL to N(0, I), averaged over every latent element (a scalar)."""
+        mean, logvar = self.mean.float(), self.logvar.float()
+        return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
+
+
+class ChannelRMSNorm(nn.Module):
+    """RMS norm over channels at each (t, h, w) position: no statistics leak across time."""
+
+    def __init__(self, channels: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = torch.rsqrt(x.float().pow(2).mean(dim=1, keepdim=True) + self.eps).to(x.dtype)
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return x * scale * self.weight.view(shape)
+
+
+class CausalConv3d(nn.Module):
+    """3-D conv padded on the past side in time (by kt - st, repeating the first frame) and 'same' in space."""
+
+    def __init__(
+        self, cin: int, cout: int, kernel: tuple[int, int, int] = (3, 3, 3), stride: tuple[int, int, int] = (1, 1, 1)
+    ):
+        super().__init__()
+        kt, kh, kw = kernel
+        st = stride[0]
+        if kt < st:
+            raise ValueError(f"temporal kernel {kt} must be >= temporal stride {st}")
+        self.time_pad = kt - st
+        self.conv = nn.Conv3d(cin, cout, kernel, stride=stride, padding=(0, kh // 2, kw // 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.time_pad:
+            first = x[:, :, :1].expand(-1, -1, self.time_pad, -1, -1)
+            x = torch.cat([first, x], dim=2)
+        return self.conv(x)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.norm1 = ChannelRMSNorm(cin)
+        self.conv1 = CausalConv3d(cin, cout)
+        self.norm2 = ChannelRMSNorm(cout)
+        self.conv2 = CausalConv3d(cout, cout)
+        self.skip = nn.Conv3d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(F.silu(self.norm2(h)))
+        return self.skip(x) + h
+
+
+class Downsample(nn.Module):
+    """Space /2 and time /st by a strided causal conv (kernel 3 in space, max(3, st) in time)."""
+
+    def __init__(self, cin: int, cout: int, time_stride: int):
+        super().__init__()
+        self.conv = CausalConv3d(cin, cout, kernel=(max(3, time_stride), 3, 3), stride=(time_stride, 2, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    """Time x st and space x2: nearest-neighbour repeat, then a causal conv (cheap in parameters)."""
+
+    def __init__(self, cin: int, cout: int, time_stride: int):
+        super().__init__()
+        self.time_stride = time_stride
+        self.conv = CausalConv3d(cin, cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Latent frame j is repeated into frames j*s .. j*s+s-1; the causal conv then only looks back.
+        x = x.repeat_interleave(self.time_stride, dim=2)
+        x = x.repeat_interleave(2, dim=3).repeat_interleave(2, dim=4)
+        return self.conv(x)
+
+
+def temporal_strides(temporal_compression: int, num_downsamples: int) -> list[int]:
+    """Split tc into one stride per downsample (primes, smallest first, extra factors folded into the last)."""
+    if temporal_compression < 1:
+        raise ValueError("temporal_compression must be >= 1")
+    primes, n, p = [], temporal_compression, 2
+    while n > 1:
+        while n % p == 0:
+            primes.append(p)
+            n //= p
+        p += 1
+    strides = [1] * num_downsamples
+    # Compress time late (at low spatial resolution, where it is cheap): fill from the last level backwards.
+    for i, q in enumerate(sorted(primes)):
+        slot = num_downsamples - 1 - (i % num_downsamples) if num_downsamples else None
+        if slot is None:
+            raise ValueError("temporal compression needs at least one downsample")
+        strides[slot] *= q
+    return strides
+
+
+class VideoEncoder(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.patch = cfg.patch_size
+        chans = [cfg.base_channels * m for m in cfg.channel_multipliers]
+        strides = temporal_strides(cfg.temporal_compression, len(chans) - 1)
+        self.conv_in = CausalConv3d(cfg.in_channels * self.patch**2, chans[0])
+        self.levels = nn.ModuleList()
+        for i, c in enumerate(chans):
+            blocks = nn.ModuleList([ResBlock(c, c) for _ in range(cfg.encoder_blocks)])
+            down = Downsample(c, chans[i + 1], strides[i]) if i + 1 < len(chans) else nn.Identity()
+            self.levels.append(nn.ModuleDict({"blocks": blocks, "down": down}))
+        self.mid = ResBlock(chans[-1], chans[-1])
+        self.norm_out = ChannelRMSNorm(chans[-1])
+        self.conv_out = CausalConv3d(chans[-1], 2 * cfg.latent_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x [B,3,F,H,W] -> space-to-depth [B,3*p*p,F,H/p,W/p]
+        b, c, f, h, w = x.shape
+        p = self.patch
+        x = x.view(b, c, f, h // p, p, w // p, p).permute(0, 1, 4, 6, 2, 3, 5).reshape(b, c * p * p, f, h // p, w // p)
+        x = self.conv_in(x)
+        for level in self.levels:
+            for block in level["blocks"]:
+                x = block(x)
+            x = level["down"](x)
+        x = self.mid(x)
+        return self.conv_out(F.silu(self.norm_out(x)))  # [B, 2*Cv, F/tc, H/sc, W/sc]
+
+
+class VideoDecoder(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.patch = cfg.patch_size
+        self.out_channels = cfg.in_channels
+        chans = [cfg.base_channels * m for m in cfg.channel_multipliers]
+        strides = temporal_strides(cfg.temporal_compression, len(chans) - 1)
+        self.conv_in = CausalConv3d(cfg.latent_channels, chans[-1])
+        self.mid = ResBlock(chans[-1], chans[-1])
+        self.levels = nn.ModuleList()
+        for i in reversed(range(len(chans))):
+            blocks = nn.ModuleList([ResBlock(chans[i], chans[i]) for _ in range(cfg.decoder_blocks)])
+            up = Upsample(chans[i], chans[i - 1], strides[i - 1]) if i > 0 else nn.Identity()
+            self.levels.append(nn.ModuleDict({"blocks": blocks, "up": up}))
+        self.norm_out = ChannelRMSNorm(chans[0])
+        self.conv_out = CausalConv3d(chans[0], cfg.in_channels * self.patch**2)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.mid(self.conv_in(z))
+        for level in self.levels:
+            for block in level["blocks"]:
+                x = block(x)
+            x = level["up"](x)
+        x = self.conv_out(F.silu(self.norm_out(x)))  # [B, 3*p*p, F, H/p, W/p]
+        b, _, f, h, w = x.shape
+        p, c = self.patch, self.out_channels
+        x = x.view(b, c, p, p, f, h, w).permute(0, 1, 4, 5, 2, 6, 3).reshape(b, c, f, h * p, w * p)
+        return x
+
+
+class VideoVAE(ModelMixin, ConfigMixin):
+    """Causal 3-D conv KL video autoencoder (diffusers-style; see the module docstring)."""
+
+    config_name = "config.json"
+
+    @register_to_config
+    def __init__(
+        self,
+        in_channels: int = 3,
+        latent_channels: int = 16,
+        base_channels: int = 48,
+        channel_multipliers: tuple[int, ...] = (1, 2, 4),
+        patch_size: int = 2,
+        temporal_compression: int = 4,
+        spatial_compression: int = 8,
+        encoder_blocks: int = 1,
+        decoder_blocks: int = 1,
+        latents_mean: list[float] | None = None,
+        latents_std: list[float] | None = None,
+    ):
+        super().__init__()
+        if patch_size * 2 ** (len(channel_multipliers) - 1) != spatial_compression:
+            raise ValueError(
+                f"spatial_compression {spatial_compression} must equal patch_size * 2**(levels-1) = "
+                f"{patch_size * 2 ** (len(channel_multipliers) - 1)}"
+            )
+        self.encoder = VideoEncoder(self.config)
+        self.decoder = VideoDecoder(self.config)
+        self._init_weights()
+        self._set_latent_stats(latents_mean, latents_std)
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv3d):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="linear")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        # Residual branches start near identity: scale each block's last conv down.
+        for m in self.modules():
+            if isinstance(m, ResBlock):
+                m.conv2.conv.weight.data.mul_(0.1)
+
+    def _set_latent_stats(self, mean: list[float] | None, std: list[float] | None) -> None:
+        c = self.config.latent_channels
+        mean_t = torch.tensor(mean if mean is not None else [0.0] * c, dtype=torch.float32)
+        std_t = torch.tensor(std if std is not None else [1.0] * c, dtype=torch.float32)
+        if mean_t.numel() != c or std_t.numel() != c:
+            raise ValueError(f"latents_mean/latents_std need {c} values each")
+        # Non-persistent: the numbers live in config.json, the buffers only follow .to(device).
+        self.register_buffer("latents_mean_t", mean_t.view(1, c, 1, 1, 1), persistent=False)
+        self.register_buffer("latents_std_t", std_t.view(1, c, 1, 1, 1), persistent=False)
+
+    def set_latent_stats(self, mean: list[float], std: list[float]) -> None:
+        """Store per-channel latent statistics (computed on training latents) in the config and buffers."""
+        mean = [float(v) for v in mean]
+        std = [float(v) for v in std]
+        self.register_to_config(latents_mean=mean, latents_std=std)
+        self._set_latent_stats(mean, std)
+        self.latents_mean_t = self.latents_mean_t.to(self.device)
+        self.latents_std_t = self.latents_std_t.to(self.device)
+
+    # ---- rates and shapes --------------------------------------------------------------------------------------
+    def latent_rate(self, preset: ClipPreset | str) -> float:
+        """Latent frames per second at this preset's frame rate."""
+        return get_preset(preset).fps / self.config.temporal_compression
+
+    def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        tc, sc = self.config.temporal_compression, self.config.spatial_compression
+        return (self.config.latent_channels, math.ceil(num_frames / tc), height // sc, width // sc)
+
+    def _check_frames(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 5 or x.shape[1] != self.config.in_channels:
+            raise SeedanceError(
+                f"VideoVAE expects frames shaped [B,{self.config.in_channels},F,H,W], got {tuple(x.shape)}"
+            )
+        sc = self.config.spatial_compression
+        if x.shape[3] % sc or x.shape[4] % sc:
+            raise SeedanceError(f"video height and width must be multiples of {sc}, got {x.shape[3]}x{x.shape[4]}")
+        tc = self.config.temporal_compression
+        pad = (-x.shape[2]) % tc
+        if pad:  # repeat the last frame; causality keeps earlier latents unchanged
+            x = torch.cat([x, x[:, :, -1:].expand(-1, -1, pad, -1, -1)], dim=2)
+        return x
+
+    # ---- diffusers API -----------------------------------------------------------------------------------------
+    def encode(self, x: torch.Tensor, return_dict: bool = True):
+        """frames [B,3,F,H,W] in [-1,1] -> distribution over latents [B,Cv,ceil(F/tc),H/sc,W/sc]."""
+        x = self._check_frames(x)
+        dist = LatentDistribution(self.encoder(x))
+        return AutoencoderKLOutput(latent_dist=dist) if return_dict else (dist,)
+
+    def decode(self, z: torch.Tensor, return_dict: bool = True):
+        """latents [B,Cv,Tv,h,w] -> frames [B,3,Tv*tc,h*sc,w*sc] (unclamped)."""
+        if z.dim() != 5 or z.shape[1] != self.config.latent_channels:
+            raise SeedanceError(
+                f"VideoVAE.decode expects latents shaped [B,{self.config.latent_channels},T,h,w], got {tuple(z.shape)}"
+            )
+        x = self.decoder(z)
+        return DecoderOutput(sample=x) if return_dict else (x,)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        sample_posterior: bool = False,
+        generator: torch.Generator | None = None,
+        return_kl: bool = False,
+    ):
+        """Reconstruct frames (the training path); with return_kl also the posterior's KL to N(0, I)."""
+        dist = self.encode(x).latent_dist
+        z = dist.sample(generator) if sample_posterior else dist.mode()
+        y = self.decode(z).sample[:, :, : x.shape[2]]
+        return (y, dist.kl()) if return_kl else y
+
+    # ---- helpers for the pipeline and the latent cache ---------------------------------------------------------
+    def normalize_latents(self, z: torch.Tensor) -> torch.Tensor:
+        return (z - self.latents_mean_t.to(z.dtype)) / self.latents_std_t.to(z.dtype)
+
+    def denormalize_latents(self, z: torch.Tensor) -> torch.Tensor:
+        return z * self.latents_std_t.to(z.dtype) + self.latents_mean_t.to(z.dtype)
+
+    def encode_latents(
+        self, x: torch.Tensor, normalize: bool = True, sample: bool = False, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        dist = self.encode(x).latent_dist
+        z = dist.sample(generator) if sample else dist.mode()
+        return self.normalize_latents(z) if normalize else z
+
+    def decode_latents(self, z: torch.Tensor, denormalize: bool = True, num_frames: int | None = None) -> torch.Tensor:
+        """Latents -> frames [B,3,F,H,W] clamped to [-1,1]; `num_frames` trims the end padding."""
+        if denormalize:
+            z = self.denormalize_latents(z)
+        x = self.decode(z).sample.clamp(-1.0, 1.0)
+        return x[:, :, :num_frames] if num_frames is not None else x

@@ -1,0 +1,183 @@
+"""Vocoder: log-mel -> waveform with an inverse-STFT head (in the manner of Vocos).
+
+    log-mel [B,n_mels,M] -> ConvNeXt-1D trunk at the mel frame rate -> per frame
+    log-magnitude and phase of an STFT (n_fft = 4*hop) -> torch.istft -> waveform [B,1,M*hop]
+
+Everything runs at the frame rate (100/s at tiny) and the only sample-rate
+operation is one inverse FFT, which is why it is fast on a CPU: no transposed
+convolutions upsampling to 16 kHz. The mel definition is the project's
+`LogMel`; its fields are stored in the config and `logmel()` rebuilds it.
+
+Also here: `multi_resolution_stft_distance`, the metric (and training loss)
+that compares two waveforms by their STFT magnitudes at three resolutions, and
+`griffin_lim`, the torchaudio baseline the vocoder is measured against.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import torchaudio
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from seedance.errors import SeedanceError
+from seedance.models.mel import LogMel, preset_from_mel_config
+
+
+class ConvNeXtBlock1d(nn.Module):
+    """Depthwise conv (kernel 7) -> LayerNorm -> pointwise MLP x mult -> layer-scaled residual."""
+
+    def __init__(self, dim: int, mult: int = 3, layer_scale: float = 0.1):
+        super().__init__()
+        self.dwconv = nn.Conv1d(dim, dim, 7, padding=3, groups=dim)
+        self.norm = nn.LayerNorm(dim)
+        self.pw1 = nn.Linear(dim, dim * mult)
+        self.pw2 = nn.Linear(dim * mult, dim)
+        self.gamma = nn.Parameter(torch.full((dim,), layer_scale))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x [B, D, T]
+        h = self.dwconv(x).transpose(1, 2)  # [B, T, D]
+        h = self.pw2(F.gelu(self.pw1(self.norm(h))))
+        return x + (self.gamma * h).transpose(1, 2)
+
+
+class Vocoder(ModelMixin, ConfigMixin):
+    """Mel-to-waveform model with an iSTFT head (see the module docstring)."""
+
+    config_name = "config.json"
+
+    @register_to_config
+    def __init__(
+        self,
+        n_mels: int = 64,
+        sample_rate: int = 16000,
+        n_fft: int = 1024,
+        win_length: int = 640,
+        hop_length: int = 160,
+        dim: int = 192,
+        num_blocks: int = 6,
+        mlp_mult: int = 3,
+        head_n_fft: int | None = None,
+        mel_mean: float = -6.0,
+        mel_std: float = 3.0,
+    ):
+        super().__init__()
+        self.head_n_fft = head_n_fft or 4 * hop_length
+        self.embed = nn.Conv1d(n_mels, dim, 7, padding=3)
+        self.norm_in = nn.LayerNorm(dim)
+        self.blocks = nn.ModuleList([ConvNeXtBlock1d(dim, mlp_mult) for _ in range(num_blocks)])
+        self.norm_out = nn.LayerNorm(dim)
+        self.n_bins = self.head_n_fft // 2 + 1
+        self.head = nn.Linear(dim, 2 * self.n_bins)  # log-magnitude and phase per bin
+        self.register_buffer("window", torch.hann_window(self.head_n_fft), persistent=False)
+        for m in self.modules():
+            if isinstance(m, (nn.Conv1d, nn.Linear)):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+
+    def logmel(self) -> LogMel:
+        """The exact LogMel this vocoder inverts."""
+        return LogMel(preset_from_mel_config(self.config))
+
+    def set_mel_stats(self, mean: float, std: float) -> None:
+        self.register_to_config(mel_mean=float(mean), mel_std=float(std))
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        """log-mel [B,n_mels,M] -> waveform [B,1,M*hop]."""
+        if mel.dim() != 3 or mel.shape[1] != self.config.n_mels:
+            raise SeedanceError(f"Vocoder expects log-mel shaped [B,{self.config.n_mels},M], got {tuple(mel.shape)}")
+        b, _, m = mel.shape
+        hop = self.config.hop_length
+        # 1. M mel frames sit at samples 0, hop, ..., (M-1)*hop; a centred iSTFT of M+1 frames
+        #    spans exactly M*hop samples, so repeat the last frame once.
+        x = torch.cat([mel, mel[..., -1:]], dim=-1)
+        x = (x - self.config.mel_mean) / self.config.mel_std
+        # 2. ConvNeXt trunk at the frame rate
+        x = self.norm_in(self.embed(x).transpose(1, 2)).transpose(1, 2)
+        for block in self.blocks:
+            x = block(x)
+        x = self.head(self.norm_out(x.transpose(1, 2)))  # [B, M+1, 2*bins]
+        # 3. STFT head: magnitude = exp(log-mag) (clamped to stay finite), phase as an angle
+        log_mag, phase = x.float().transpose(1, 2).chunk(2, dim=1)  # [B, bins, M+1] each
+        mag = torch.exp(log_mag.clamp(max=6.0))
+        spec = torch.polar(mag, phase)
+        wave = torch.istft(
+            spec,
+            n_fft=self.head_n_fft,
+            hop_length=hop,
+            win_length=self.head_n_fft,
+            window=self.window,
+            center=True,
+            length=m * hop,
+        )
+        return wave.unsqueeze(1)
+
+
+# ---- metric / loss -------------------------------------------------------------------------------------------------
+
+STFT_RESOLUTIONS = ((256, 64), (512, 128), (1024, 256))  # (n_fft = window, hop) at 16 kHz
+
+
+def _stft_mag(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+    window = torch.hann_window(n_fft, device=x.device)
+    spec = torch.stft(x.float(), n_fft, hop, n_fft, window, center=True, return_complex=True)
+    return spec.abs().clamp(min=1e-7)
+
+
+def multi_resolution_stft_distance(pred: torch.Tensor, target: torch.Tensor, reduce: bool = True) -> torch.Tensor:
+    """Mean over three resolutions of spectral convergence + L1 of log magnitudes.
+
+    pred, target: waveforms [B,S] or [B,1,S]. Lower is better; 0 only for equal magnitudes.
+    With reduce=False returns one value per batch item.
+    """
+    if pred.dim() == 3:
+        pred = pred[:, 0]
+    if target.dim() == 3:
+        target = target[:, 0]
+    n = min(pred.shape[-1], target.shape[-1])
+    pred, target = pred[..., :n], target[..., :n]
+    total = 0.0
+    for n_fft, hop in STFT_RESOLUTIONS:
+        p, t = _stft_mag(pred, n_fft, hop), _stft_mag(target, n_fft, hop)
+        sc = torch.linalg.vector_norm(t - p, dim=(-2, -1)) / torch.linalg.vector_norm(t, dim=(-2, -1)).clamp(min=1e-7)
+        log_l1 = (t.log() - p.log()).abs().mean(dim=(-2, -1))
+        total = total + sc + log_l1
+    total = total / len(STFT_RESOLUTIONS)
+    return total.mean() if reduce else total
+
+
+# ---- baseline ------------------------------------------------------------------------------------------------------
+
+
+class GriffinLimVocoder(nn.Module):
+    """The baseline: log-mel -> least-squares inverse mel filterbank -> torchaudio Griffin-Lim (n_iter iterations)."""
+
+    def __init__(self, logmel: LogMel, n_iter: int = 32):
+        super().__init__()
+        self.hop = logmel.hop_length
+        self.inverse_mel = torchaudio.transforms.InverseMelScale(
+            n_stft=logmel.n_fft // 2 + 1,
+            n_mels=logmel.n_mels,
+            sample_rate=logmel.sample_rate,
+            f_min=0.0,
+            f_max=logmel.f_max,
+            norm=None,
+            mel_scale="htk",
+        )
+        self.griffin_lim = torchaudio.transforms.GriffinLim(
+            n_fft=logmel.n_fft,
+            n_iter=n_iter,
+            win_length=logmel.win_length,
+            hop_length=logmel.hop_length,
+            power=1.0,
+            rand_init=False,  # deterministic
+        )
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        m = mel.shape[-1]
+        mel = torch.cat([mel, mel[..., -1:]], dim=-1)  # same framing as the vocoder: M+1 centred frames
+        mag = self.inverse_mel(mel.exp())
+        self.griffin_lim.length = m * self.hop
+        return self.griffin_lim(mag).unsqueeze(1)
