@@ -95,12 +95,14 @@ class SeedancePipeline(DiffusionPipeline):
             raise
         except Exception as exc:
             raise WeightsError(f"cannot load the tokenizer from {folder / 'tokenizer'}: {exc}") from None
+        # weights may be stored in bf16/fp16 to stay small; compute in float32 unless asked otherwise
+        dtype = kwargs.get("torch_dtype") or torch.float32
         parts = {
-            "text_encoder": load_component(EngramMoETextEncoder, folder / "text_encoder"),
-            "transformer": load_component(SeedanceTransformer, folder / "transformer"),
-            "vae": load_component(VideoVAE, folder / "vae"),
-            "audio_vae": load_component(AudioVAE, folder / "audio_vae"),
-            "vocoder": load_component(Vocoder, folder / "vocoder"),
+            "text_encoder": load_component(EngramMoETextEncoder, folder / "text_encoder", torch_dtype=dtype),
+            "transformer": load_component(SeedanceTransformer, folder / "transformer", torch_dtype=dtype),
+            "vae": load_component(VideoVAE, folder / "vae", torch_dtype=dtype),
+            "audio_vae": load_component(AudioVAE, folder / "audio_vae", torch_dtype=dtype),
+            "vocoder": load_component(Vocoder, folder / "vocoder", torch_dtype=dtype),
         }
         sched_dir = folder / "scheduler"
         if not (sched_dir / "scheduler_config.json").is_file():
@@ -112,9 +114,6 @@ class SeedancePipeline(DiffusionPipeline):
             pipe.sampling_defaults.update(json.loads(defaults.read_text()))
         for module in parts.values():
             module.eval()
-        torch_dtype = kwargs.get("torch_dtype")
-        if torch_dtype is not None:
-            pipe.to(torch_dtype=torch_dtype)
         return pipe
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:

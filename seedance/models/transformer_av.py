@@ -53,7 +53,8 @@ N_MOD = 11
 @dataclass
 class SeedanceTransformerOutput(BaseOutput):
     sample: torch.Tensor  # [B,Cv,Tv,h,w] predicted velocity for the video latents
-    audio_sample: torch.Tensor  # [B,Ca,Ta] predicted velocity for the audio latents
+    audio_sample: torch.Tensor | None = None  # [B,Ca,Ta] predicted velocity for the audio latents (always set;
+    # the default only lets BaseOutput be rebuilt from a dict, as accelerate's fp32 conversion does)
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -318,6 +319,7 @@ class SeedanceTransformer(ModelMixin, ConfigMixin):
         cross_modal_locality: tuple[float, float] | None = (2.0, 16.0),  # initial slopes per second, over heads
         prediction_type: str = "x0",  # "x0" (returned as velocity) or "velocity"
         min_sigma: float = 1e-3,  # floor of sigma when turning x0 into a velocity
+        preset: dict | None = None,  # the ClipPreset (as a dict) the model was trained for
     ):
         super().__init__()
         if prediction_type not in ("x0", "velocity"):

@@ -1,0 +1,217 @@
+"""SeedancePipeline (text -> audio+video, V2A, A2V) and the transformer training recipe under accelerate."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from seedance_tiny_parts import save_tiny_weights, tiny_pipeline
+from test_transformer_av import perturb_cross_modal, perturb_outputs
+
+from pipelines.pipeline_seedance import SeedancePipeline
+from seedance.errors import SeedanceError, WeightsError
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST = dict(num_inference_steps=2)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    p = tiny_pipeline()
+    perturb_outputs(p.transformer)  # a model whose outputs depend on its inputs
+    return p
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_text_to_audio_video_shapes_and_ranges(pipe):
+    out = pipe("a red ball bounces", generator=gen(), **FAST)
+    assert out.frames.shape == (1, 32, 64, 64, 3) and out.frames.dtype == np.float32
+    assert 0.0 <= out.frames.min() and out.frames.max() <= 1.0
+    assert out.audio.shape == (1, 32000) and out.sample_rate == 16000
+    assert np.isfinite(out.audio).all()
+    short = pipe(["a", "b"], duration=1.25, generator=gen(), output_type="pt", **FAST)
+    assert short.frames.shape == (2, 20, 3, 64, 64) and short.audio.shape == (2, 1, 20000)
+    lat = pipe("a", output_type="latent", generator=gen(), **FAST)
+    assert lat.frames.shape == (1, 4, 8, 8, 8) and lat.audio.shape == (1, 4, 40)
+
+
+def test_same_seed_same_clip_other_seed_other_clip(pipe):
+    a = pipe("keys light up", generator=gen(3), **FAST)
+    b = pipe("keys light up", generator=gen(3), **FAST)
+    c = pipe("keys light up", generator=gen(4), **FAST)
+    assert np.array_equal(a.frames, b.frames) and np.array_equal(a.audio, b.audio)
+    assert not np.array_equal(a.frames, c.frames)
+
+
+def test_video_to_audio_keeps_the_given_video(pipe):
+    rng = np.random.default_rng(0)
+    video = rng.integers(0, 256, size=(32, 64, 64, 3), dtype=np.uint8)
+    out = pipe("a ball", video=video, generator=gen(), **FAST)
+    assert np.array_equal(np.round(out.frames[0] * 255).astype(np.uint8), video)
+    assert out.audio.shape == (1, 32000)
+    # the duration follows the given video when none is asked for
+    out = pipe("a ball", video=video[:24], generator=gen(), **FAST)
+    assert out.frames.shape[1] == 24 and out.audio.shape[1] == 24000
+
+
+def test_audio_to_video_keeps_the_given_audio(pipe):
+    audio = (0.3 * np.sin(np.linspace(0, 800, 32000))).astype(np.float32)
+    out = pipe("a face", audio=audio, generator=gen(), **FAST)
+    assert np.array_equal(out.audio[0], audio)
+    assert out.frames.shape == (1, 32, 64, 64, 3)
+
+
+def test_given_modality_conditions_the_other_once_coupled():
+    p = tiny_pipeline()
+    perturb_outputs(p.transformer)
+    rng = np.random.default_rng(1)
+    v1 = rng.integers(0, 256, size=(32, 64, 64, 3), dtype=np.uint8)
+    v2 = np.ascontiguousarray(v1[::-1])
+    kw = dict(guidance_scale=1.0, audio_guidance_scale=1.0, sync_guidance_scale=0.0, **FAST)
+    a1, a2 = p("x", video=v1, generator=gen(), **kw).audio, p("x", video=v2, generator=gen(), **kw).audio
+    assert np.array_equal(a1, a2)  # zero-init coupling: the audio cannot see the video yet
+    perturb_cross_modal(p.transformer)
+    a1, a2 = p("x", video=v1, generator=gen(), **kw).audio, p("x", video=v2, generator=gen(), **kw).audio
+    assert not np.allclose(a1, a2)
+
+
+def test_sync_guidance_is_a_no_op_until_the_coupling_is_learned():
+    p = tiny_pipeline()
+    perturb_outputs(p.transformer)
+    kw = dict(guidance_scale=1.0, audio_guidance_scale=1.0, output_type="latent", **FAST)
+    base = p("a", sync_guidance_scale=0.0, generator=gen(), **kw)
+    synced = p("a", sync_guidance_scale=2.0, generator=gen(), **kw)
+    assert torch.allclose(base.frames, synced.frames, atol=1e-5)
+    perturb_cross_modal(p.transformer)
+    base = p("a", sync_guidance_scale=0.0, generator=gen(), **kw)
+    synced = p("a", sync_guidance_scale=2.0, generator=gen(), **kw)
+    assert not torch.allclose(base.frames, synced.frames, atol=1e-3)
+
+
+def test_callback_on_step_end_sees_every_step_and_can_edit_latents(pipe):
+    seen = []
+
+    def callback(p, i, t, tensors):
+        seen.append((i, float(t), tuple(tensors["latents"].shape), tuple(tensors["audio_latents"].shape)))
+        return {"audio_latents": torch.zeros_like(tensors["audio_latents"])}
+
+    out = pipe("a", num_inference_steps=3, generator=gen(), output_type="latent", callback_on_step_end=callback,
+               callback_on_step_end_tensor_inputs=["latents", "audio_latents"])
+    assert [s[0] for s in seen] == [0, 1, 2]
+    assert seen[0][1] > seen[-1][1]  # noise level falls
+    assert torch.count_nonzero(out.audio) == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(num_inference_steps=0), "num_inference_steps"),
+        (dict(num_inference_steps=-3), "num_inference_steps"),
+        (dict(guidance_scale=float("nan")), "guidance_scale"),
+        (dict(audio_guidance_scale=float("inf")), "audio_guidance_scale"),
+        (dict(sync_guidance_scale=float("nan")), "sync_guidance_scale"),
+        (dict(duration=9.0), "out of range"),
+        (dict(duration=float("nan")), "finite"),
+        (dict(height=60), "multiple of 16"),
+        (dict(width=0), "multiple of 16"),
+        (dict(frame_rate=24), "16 fps"),
+        (dict(num_frames=32, duration=1.0), "disagree"),
+        (dict(video=np.zeros((32, 64, 64, 3), np.uint8), audio=np.zeros(32000, np.float32)), "not both"),
+        (dict(video=np.zeros((32, 48, 48, 3), np.uint8)), "resize"),
+        (dict(audio=np.full(32000, np.nan, np.float32)), "NaN"),
+        (dict(output_type="pil"), "output_type"),
+        (dict(callback_on_step_end_tensor_inputs=["noise"]), "callback"),
+    ],
+)
+def test_bad_settings_give_one_line_errors(pipe, kwargs, message):
+    with pytest.raises(SeedanceError, match=message) as info:
+        pipe("a", generator=gen(), **{**FAST, **kwargs})
+    assert "\n" not in str(info.value)
+
+
+def test_save_load_round_trip_gives_the_same_clip(pipe, tmp_path):
+    pipe.sampling_defaults["guidance_scale"] = 2.5
+    pipe.save_pretrained(tmp_path / "p")
+    index = json.loads((tmp_path / "p" / "model_index.json").read_text())
+    assert index["transformer"] == ["seedance.models.transformer_av", "SeedanceTransformer"]
+    loaded = SeedancePipeline.from_pretrained(tmp_path / "p")
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.sampling_defaults["guidance_scale"] == 2.5
+    a, b = pipe("a ball", generator=gen(7), **FAST), loaded("a ball", generator=gen(7), **FAST)
+    assert np.array_equal(a.frames, b.frames) and np.array_equal(a.audio, b.audio)
+
+
+def test_loading_a_broken_folder_is_a_weights_error(tmp_path, pipe):
+    with pytest.raises(WeightsError, match="model_index.json"):
+        SeedancePipeline.from_pretrained(tmp_path / "nothing")
+    pipe.save_pretrained(tmp_path / "p")
+    weights = tmp_path / "p" / "transformer" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(WeightsError, match="transformer"):
+        SeedancePipeline.from_pretrained(tmp_path / "p")
+
+
+def test_cross_modal_off_runs_the_independent_path(pipe):
+    out = pipe("a", cross_modal=False, generator=gen(), output_type="latent", **FAST)
+    assert out.frames.shape == (1, 4, 8, 8, 8)
+
+
+# ---------------------------------------------------------------------------------------------- training recipe
+TRAIN_ARGS = [
+    "--scenes", "bounce", "--num-clips", "8", "--shard-size", "2", "--layers", "2", "--video-dim", "32",
+    "--video-heads", "2", "--audio-dim", "32", "--audio-heads", "2", "--cross-modal-dim", "32",
+    "--cross-modal-heads", "2", "--batch-size", "4", "--log-every", "1", "--checkpoint-every", "2",
+    "--keep-checkpoints", "3", "--val-every", "0", "--threads", "1", "--text-len", "24",
+]
+
+
+def launch(args: list[str], processes: int = 2) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", str(processes),
+           "--num_machines", "1", "--mixed_precision", "bf16", "--dynamo_backend", "no",
+           str(ROOT / "pipelines" / "train_transformer.py"), *args]
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def test_training_recipe_two_processes_with_exact_resume(tmp_path):
+    from safetensors.torch import load_file
+
+    weights = save_tiny_weights(tmp_path / "w")
+    common = ["--weights", str(weights), "--cache", str(tmp_path / "cache"), *TRAIN_ARGS]
+    # uninterrupted: 4 steps
+    launch([*common, "--out", str(tmp_path / "a"), "--steps", "4", "--export", str(tmp_path / "export")])
+    index = json.loads((tmp_path / "cache" / "index.json").read_text())
+    assert index["count"] == 8 and len(index["shards"]) == 4
+    ckpts = sorted(p.name for p in (tmp_path / "a" / "checkpoints").iterdir())
+    assert ckpts == ["step_2", "step_4"]
+    state = json.loads((tmp_path / "a" / "checkpoints" / "step_4" / "trainer_state.json").read_text())
+    assert state["step"] == 4
+    assert list((tmp_path / "a" / "logs").rglob("events.out.tfevents*")), "no tensorboard log"
+    # interrupted after step 2, then resumed to 4: the same weights as the uninterrupted run
+    launch([*common, "--out", str(tmp_path / "b"), "--steps", "2"])
+    result = launch([*common, "--out", str(tmp_path / "b"), "--steps", "4"])
+    assert "resumed from" in result.stdout + result.stderr
+    a = load_file(str(tmp_path / "a" / "checkpoints" / "step_4" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "checkpoints" / "step_4" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ema_a = load_file(str(tmp_path / "a" / "checkpoints" / "step_4" / "ema.safetensors"))
+    assert any(not torch.equal(ema_a[k], a[k]) for k in a)  # the EMA is its own average
+    # the export is a loadable pipeline together with the frozen components
+    for name in ("tokenizer", "text_encoder", "vae", "audio_vae", "vocoder"):
+        os.symlink(weights / name, tmp_path / "export" / name)
+    pipe = SeedancePipeline.from_pretrained(tmp_path / "export")
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe("a ball bounces", generator=gen(), **FAST)
+    assert out.frames.shape == (1, 32, 64, 64, 3) and math.isfinite(float(out.audio.sum()))
