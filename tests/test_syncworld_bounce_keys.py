@@ -116,6 +116,19 @@ def test_shapes_ranges_and_event_spacing(scene, preset_name):
         assert np.array_equal(s.visual > 0, expected)
 
 
+@pytest.mark.parametrize("scene", SCENES)
+def test_event_timing_is_measurable_over_many_clips(scene):
+    """First event after 0.2 s, none in the last 0.09 s, any two at least 3 frames apart, in every clip."""
+    preset = get_preset("tiny")
+    module = bounce if scene == "bounce" else keys
+    for seed in range(150):
+        split = "test" if seed % 2 else "train"
+        labels = sample_labels(scene, seed, split)
+        ev = np.asarray(module.render(labels, preset, scene_rng(scene, seed, split, "render")).events)
+        assert ev.size >= 1 and ev[0] >= 0.2 and ev[-1] < preset.duration_s - 0.09, (seed, ev)
+        assert np.all(np.diff(ev) >= 3.0 / preset.fps - 1e-9), (seed, ev)
+
+
 # ----------------------------------------------------------------------------- the split
 
 

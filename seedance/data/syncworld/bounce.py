@@ -369,7 +369,9 @@ def _simulate(labels: dict, preset: ClipPreset, rng: np.random.Generator) -> lis
                 if dropped_in:
                     if not body.place_release(rng, times, preset):
                         continue
-                elif body.floor_t[0] < FIRST_EVENT_S or not _measurable(times + [e[0] for e in body.events()], preset):
+                elif min(body.floor_t + body.wall_t) < FIRST_EVENT_S or not _measurable(
+                    times + [e[0] for e in body.events()], preset
+                ):
                     continue
                 if not _lands_clear(body, bodies, half_w):
                     continue

@@ -258,7 +258,7 @@ def render(labels: dict, preset: ClipPreset, rng: np.random.Generator) -> Render
     rise = np.diff(levels, axis=0, prepend=0.0)
     visual = np.maximum(rise, 0.0).sum(axis=1).astype(np.float32)  # [F]
 
-    # 2. frames: a still image (background, panel, keys) plus light = levels @ key masks
+    # 2. frames: a still image (background, panel, keys), then each lit (frame, key) painted over
     bg = np.asarray(BACKGROUNDS[labels["background"]], dtype=np.float32)
     key_rgb = np.asarray(COLORS[labels["key_color"]], dtype=np.float32)
     light_rgb = np.asarray(COLORS[labels["light_color"]], dtype=np.float32)
@@ -268,13 +268,12 @@ def render(labels: dict, preset: ClipPreset, rng: np.random.Generator) -> Render
     x1, y1 = boxes[:, 2].max(), boxes[:, 3].max()
     pad = max(1, round(W / 64))
     still[max(0, y0 - pad) : y1 + pad, max(0, x0 - pad) : x1 + pad] = 0.75 * bg  # a darker panel
-    masks = np.zeros((K, H, W), dtype=np.float32)
-    for i, (a, b, c, d) in enumerate(boxes):
-        masks[i, b:d, a:c] = 1.0
+    for a, b, c, d in boxes:
         still[b:d, a:c] = key_rgb
-    lit = levels @ masks.reshape(K, H * W)  # [F, H*W]
-    frames = still.reshape(1, H * W, 3) + lit[..., None] * (light_rgb - key_rgb)
-    frames = np.clip(frames + 0.5, 0, 255).astype(np.uint8).reshape(F, H, W, 3)
+    frames = np.repeat(np.clip(still + 0.5, 0, 255).astype(np.uint8)[None], F, axis=0)  # [F,H,W,3]
+    for f, k in np.argwhere(levels > 0):
+        a, b, c, d = boxes[k]
+        frames[f, b:d, a:c] = np.clip(key_rgb + levels[f, k] * (light_rgb - key_rgb) + 0.5, 0, 255).astype(np.uint8)
 
     # 3. audio: each note at its exact onset sample, cut by its release, one synthesis per pitch
     audio = np.zeros(preset.num_samples, dtype=np.float32)
@@ -352,4 +351,4 @@ def caption(labels: dict, rng: np.random.Generator) -> str:
             f"{_a(contour)} {tune} at {bpm} on {_a(instrument)}, each note lighting {_a(key)} {layout_one} {light} "
             f"against {bg}"
         )
-    return f"{instrument} {tune}, {tempo} and {contour}: {light} lights on {key} {layout_many} over {bg}"
+    return f"{instrument} {tune}, {tempo}, {contour}: {light} lights on {key} {layout_many} over {bg}"

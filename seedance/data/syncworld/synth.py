@@ -63,19 +63,26 @@ def modal(
             continue
         m = min(n, int(7.0 * d * sample_rate) + 1)
         tm = t[:m]
-        out[:m] += np.float32(a) * np.exp(tm * np.float32(-1.0 / d)) * np.sin(
-            tm * np.float32(2.0 * np.pi * f) + np.float32(phi)
+        out[:m] += (
+            np.float32(a)
+            * np.exp(tm * np.float32(-1.0 / d))
+            * np.sin(tm * np.float32(2.0 * np.pi * f) + np.float32(phi))
         )
     return out
 
 
 def noise_burst(rng: np.random.Generator, n: int, sample_rate: int, decay_s: float, smooth: int = 1) -> np.ndarray:
-    """Exponentially decaying white noise, optionally low-passed by a `smooth`-tap moving average."""
-    noise = rng.standard_normal(n)
+    """Exponentially decaying white noise, optionally low-passed by a `smooth`-tap moving average.
+
+    Only the first 10 time constants (-87 dB) are drawn; the rest of the [n] result is silence.
+    """
+    out = np.zeros(max(n, 0), dtype=np.float32)
+    m = min(n, int(10.0 * decay_s * sample_rate) + 1)
+    noise = rng.standard_normal(m)
     if smooth > 1:
         noise = np.convolve(noise, np.ones(smooth) / np.sqrt(smooth), mode="same")
-    t = np.arange(n) / sample_rate
-    return (noise * np.exp(-t / decay_s)).astype(np.float32)
+    out[:m] = noise * np.exp(-np.arange(m) / (decay_s * sample_rate))
+    return out
 
 
 def karplus_strong(
