@@ -517,7 +517,11 @@ _BOUNCE_PHRASES = {
     "medium": ("bounce{s} a few times", "bounce{s}", "hop{s} along"),
     "high": ("bounce{s} high", "bounce{s} and bounce{s} again", "spring{s} back up"),
 }
-_BOUNCE_ADJ = {"low": ("heavy", "dull", "barely bouncy"), "medium": ("bouncing",), "high": ("bouncy", "springy")}
+_BOUNCE_ADJ = {
+    "low": ("heavy", "dull", "barely bouncy"),
+    "medium": ("fairly bouncy", "somewhat bouncy"),
+    "high": ("bouncy", "springy", "very bouncy"),
+}
 _FALL_VERBS = ("drop{s} onto", "fall{s} onto", "bounce{s} on", "hit{s}")
 _GROUND = ("floor", "ground")
 
@@ -563,7 +567,11 @@ def caption(labels: dict, rng: np.random.Generator) -> str:
         adj = pick(rng, _BOUNCE_ADJ[labels["bounciness"]])
         return f"{bg} background, {NUMBER_WORDS[n]} {adj} {colors} {material} {noun}, {size}, falling and bouncing"
     if style == 3:
-        return f"on a {bg} {ground}, {subject} {bounce}; each hit sounds {material}"
-    what = "bouncing objects" if plural else "a bouncing object"
+        return f"on a {bg} {ground}, {subject} {bounce}; each hit sounds like {labels['material']}"
+    what = (
+        pick(rng, ("falling objects", "dropped objects"))
+        if plural
+        else pick(rng, ("a falling object", "a dropped object"))
+    )
     adj = pick(rng, _BOUNCE_ADJ[labels["bounciness"]])
     return f"{what}: {NUMBER_WORDS[n]} {size} {adj} {material} {noun} in {colors} against {bg}"
