@@ -117,7 +117,7 @@ def mouth_target(phoneme: str) -> tuple[float, float]:
 def mouth_track(words: list[tuple[float, float, tuple[tuple[float, str], ...]]], preset: ClipPreset):
     """Per-frame (opening, rounding) from placed words [(start_s, end_s, phonemes relative to start)].
 
-    A 1 ms step curve of phoneme targets, smoothed (jaw inertia, ~20 ms), then averaged over the
+    A 1 ms step curve of phoneme targets, smoothed (jaw inertia, _JAW_SMOOTH_S), then averaged over the
     time each frame is on screen, [i / fps, (i + 1) / fps).
     """
     step = 0.001
@@ -156,7 +156,7 @@ def is_test(labels: dict) -> bool:
 
 def _draw(rng: np.random.Generator, split: str) -> dict:
     voice = pick(rng, sorted(TEST_VOICES) if split == "test" and rng.random() < 0.5 else VOICES)
-    rate_name = pick(rng, RATES)
+    rate_name, pitch_name = pick(rng, RATES), pick(rng, PITCHES)
     counts = np.arange(1, max_words(RATES[rate_name]) + 1)
     n = int(rng.choice(counts, p=counts / counts.sum()))  # more words, more events to learn sync from
     words = [str(w) for w in rng.choice(VOCABULARY, size=n, replace=False)]
@@ -170,7 +170,8 @@ def _draw(rng: np.random.Generator, split: str) -> dict:
         "accent": VOICES[voice][1],
         "rate": rate_name,
         "rate_wpm": RATES[rate_name],
-        "pitch": pick(rng, PITCHES),
+        "pitch": pitch_name,
+        "pitch_value": PITCHES[pitch_name],
         "face_color": face_color,
         "lip_color": lip_color,
         "background": pick(rng, BACKGROUNDS),
