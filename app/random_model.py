@@ -60,3 +60,12 @@ def build_random_pipeline(folder: str | Path, seed: int = 0, steps: int = 2) -> 
     folder = Path(folder)
     pipe.save_pretrained(folder)
     return folder
+
+
+def cached_random_pipeline(base: str | Path, steps: int = 2) -> Path:
+    """`build_random_pipeline` into base/seedance-tiny once; later calls (e.g. other test modules) reuse it."""
+    folder = Path(base) / "seedance-tiny"
+    if not (folder / "model_index.json").is_file():
+        build_random_pipeline(folder, steps=steps)
+    return folder
+

@@ -33,7 +33,7 @@ log = logging.getLogger("seedance.app")
 
 MIN_DURATION_S = 0.5
 OUTPUT_MAX_AGE_S = 3600  # outputs older than this are removed from the app's folder
-NEAREST_CAPTIONS_PER_SCENE = 200  # training captions indexed for the text-encoder tab
+NEAREST_CAPTIONS = 600  # training captions indexed for the text-encoder tab (embedded once per process)
 
 
 def gradio_temp_dir() -> Path:
@@ -323,25 +323,22 @@ class SeedanceService:
         with self._run_lock:
             index = self.caption_index(tokenizer, encoder)
             result = inspect_text(tokenizer, encoder, text, index)
-        nearest = index.nearest(result["embedding"]) if index is not None else []
+        nearest = index.nearest(result["embedding"])
         folder = self.new_output("engram.png").parent
         engram_plot = plots.engram_figure(result["pieces"], result["gates"], result["update_ratio"],
                                           folder / "engram.png")
         routing_plot = plots.routing_figure(result["pieces"], result["routing"], result["routing_layers"],
                                             folder / "routing.png")
-        info = {**result["info"], "nearest_from": f"{len(index.captions) if index else 0} training captions"}
+        info = {**result["info"], "nearest_from": f"the first {len(index.captions)} training captions"}
         return TextReport(tokens=result["rows"], engram_plot=str(engram_plot), routing_plot=str(routing_plot),
                           info=info, nearest=nearest, headers={"tokens": result["headers"]})
 
     def caption_index(self, tokenizer, encoder):
-        """Training captions embedded once per process (None when SyncWorld's caption generators are absent)."""
+        """Training captions embedded once per process."""
         from app.text_inspect import CaptionIndex, caption_corpus
 
         if self._caption_index is None:
-            captions = caption_corpus(NEAREST_CAPTIONS_PER_SCENE)
-            if not captions:
-                log.warning("no SyncWorld caption generators installed: no nearest-caption search")
-                return None
+            captions = caption_corpus(NEAREST_CAPTIONS)
             self._caption_index = CaptionIndex.build(tokenizer, encoder, captions,
                                                      tuple(encoder.engram_hasher.orders))
         return self._caption_index

@@ -49,24 +49,11 @@ class CaptionIndex:
         return [[rank + 1, round(float(cos[i]), 4), self.captions[i]] for rank, i in enumerate(order)]
 
 
-def caption_corpus(per_scene: int) -> list[str]:
-    """Training-split SyncWorld captions, `per_scene` seeds of each scene family (deduplicated, in order).
+def caption_corpus(n: int) -> list[str]:
+    """The first `n` captions of the text encoder's own training corpus (seedance.data.captions)."""
+    from seedance.data.captions import training_corpus
 
-    A scene family whose generator module is not installed is skipped.
-    """
-    from seedance.data.syncworld import SCENES, sample_caption
-
-    seen, out = set(), []
-    for scene in SCENES:
-        try:
-            captions = [sample_caption(scene, seed, "train")[0] for seed in range(per_scene)]
-        except ModuleNotFoundError:
-            continue
-        for caption in captions:
-            if caption not in seen:
-                seen.add(caption)
-                out.append(caption)
-    return out
+    return training_corpus(n)
 
 
 def table_info(encoder) -> dict:

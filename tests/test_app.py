@@ -45,9 +45,9 @@ def model_dir(tmp_path_factory) -> Path:
     if (SHIPPED / "model_index.json").is_file():
         return SHIPPED
     pytest.importorskip("pipelines.pipeline_seedance")
-    from app.random_model import build_random_pipeline
+    from app.random_model import cached_random_pipeline
 
-    return build_random_pipeline(tmp_path_factory.mktemp("model") / "seedance-tiny", steps=STEPS)
+    return cached_random_pipeline(tmp_path_factory.getbasetemp() / "app-model", steps=STEPS)
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +146,23 @@ def test_randomized_seed_is_reported_and_reproduces_the_clip(served):
     assert np.array_equal(a.audio, b.audio) and not np.array_equal(a.audio, c.audio)
     # libx264 output varies slightly from run to run under CPU load (seen: mean |diff| ~2.7 of 255 on noise)
     assert np.abs(a.frames.astype(int) - b.frames).mean() < 6
+
+
+def test_generate_reports_live_step_progress(served):
+    import time
+
+    _, client, _ = served
+    steps = 30
+    job = client.submit("a red ball bounces", "", 1.0, steps, 0, False, 3.0, 3.0, 1.0, api_name="/generate")
+    seen = []
+    while not job.done():
+        status = job.status()
+        seen += [(p.index, p.length, p.unit) for p in (status.progress_data or [])]
+        time.sleep(0.01)
+    job.result()
+    step_updates = [s for s in seen if s[1] == steps and s[2] == "steps"]  # the pipeline's tqdm bar, tracked
+    assert step_updates, seen
+    assert len({s[0] for s in step_updates}) >= 2  # it advanced while we watched
 
 
 def test_same_seed_gives_identical_arrays(served):
@@ -294,6 +311,49 @@ def test_binds_localhost_by_default(served):
     add_parser(parser.add_subparsers())
     args = parser.parse_args(["app"])
     assert args.host == "127.0.0.1" and args.share == "no"
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local IPv4 addresses with a socket listening on `port` (from /proc/net/tcp)."""
+    out = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, hex_port = local.split(":")
+        if state == "0A" and int(hex_port, 16) == port:
+            out.add(".".join(str(b) for b in reversed(bytes.fromhex(address))))
+    return out
+
+
+def test_seedance_app_command_serves_on_localhost_only(model_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from app.service import free_port
+
+    port = free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+    proc = subprocess.Popen([sys.executable, "-m", "seedance.cli", "app", "--port", str(port), "--weights",
+                             str(model_dir)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"seedance app exited {proc.returncode}: {proc.stdout.read()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/gradio_api/info", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.5)
+        else:
+            pytest.fail("seedance app did not answer within 120 s")
+        assert listening_addresses(port) == {"127.0.0.1"}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def test_cli_rejects_a_bad_port_in_one_line(capsys):

@@ -43,9 +43,9 @@ def app_url(tmp_path_factory):
         weights = SHIPPED
     else:
         pytest.importorskip("pipelines.pipeline_seedance")
-        from app.random_model import build_random_pipeline
+        from app.random_model import cached_random_pipeline
 
-        weights = build_random_pipeline(tmp_path_factory.mktemp("model") / "seedance-tiny", steps=STEPS)
+        weights = cached_random_pipeline(tmp_path_factory.getbasetemp() / "app-model", steps=STEPS)
     demo, url = start_server(SeedanceService(weights).load(), default_steps=STEPS)
     yield url
     demo.close()
