@@ -135,6 +135,7 @@ def write_clip(
         raise MediaError(f"cannot write {path}: {e.strerror or e}; choose a writable folder") from None
     try:
         _encode(tmp, muxer, video_family, audio_codec, frames, audio, fps_q, sample_rate, channels, crf)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a finished clip gets ordinary permissions
         os.replace(tmp, path)
     except MediaError:
         _unlink_quietly(tmp)
@@ -143,6 +144,12 @@ def write_clip(
         _unlink_quietly(tmp)
         raise MediaError(f"cannot write {path}: {_one_line(e)}; check the disk space and the clip's sizes") from None
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _encode(tmp, muxer, video_family, audio_codec, frames, audio, fps_q, sample_rate, channels, crf) -> None:
