@@ -94,6 +94,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-every", type=int, default=20)
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    p.add_argument(
+        "--mixed-precision",
+        choices=("no", "bf16"),
+        default="bf16",
+        help="bf16 autocast (fp32 master weights): measured 1.75x faster per step on this CPU",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-minutes", type=float, default=None, help="save and stop after this much training time")
     for name, typ in MODEL_ARGS.items():
@@ -239,12 +245,18 @@ def save_checkpoint(accelerator, out: Path, step: int, keep: int, train_minutes:
     accelerator.wait_for_everyone()
 
 
+def plain_copy(model):
+    """A fresh fp32 copy of the weights: no autocast wrapper, no DDP (for evaluation and export)."""
+    from seedance.models.text_encoder import EngramMoETextEncoder
+
+    copy = EngramMoETextEncoder.from_config(model.config)
+    copy.load_state_dict(model.state_dict())
+    return copy.eval()
+
+
 @torch.no_grad()
 def evaluate(model, tokenizer, texts: list[str], teacher: torch.Tensor) -> dict:
-    was_training = model.training
-    model.eval()
-    emb = model.encode(tokenizer, texts, batch_size=64)
-    model.train(was_training)
+    emb = plain_copy(model).encode(tokenizer, texts, batch_size=64)
     cos = (emb * teacher).sum(-1)
     hits = (emb @ teacher.T).argmax(-1) == torch.arange(len(texts))
     return {"cosine": float(cos.mean()), "recall_at_1": float(hits.float().mean())}
@@ -252,11 +264,9 @@ def evaluate(model, tokenizer, texts: list[str], teacher: torch.Tensor) -> dict:
 
 def export(model, tokenizer, folder: Path, info: dict | None = None) -> None:
     """text_encoder/ as fp16 safetensors (routing biases kept fp32) + train_info.json, and tokenizer/."""
-    import copy
-
     from seedance.models.io import atomic_save_pretrained, atomic_write_bytes
 
-    half = copy.deepcopy(model).eval()
+    half = plain_copy(model)
     for p in half.parameters():
         p.data = p.data.half()
     atomic_save_pretrained(half, folder / "text_encoder")
@@ -284,6 +294,7 @@ def main(argv: list[str] | None = None) -> None:
     # process unless it is given an mpirun hostfile; the recipe runs the same either way.)
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),
+        mixed_precision=args.mixed_precision,
         log_with="tensorboard",
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
     )
@@ -346,8 +357,8 @@ def main(argv: list[str] | None = None) -> None:
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         target = teacher[idx].to(accelerator.device)
         out_ = model(**batch)
-        losses = distill_loss(out_.text_embeds, target, args.tau, args.kl_weight)
-        loss = losses["loss"] + out_.balance_loss
+        losses = distill_loss(out_.text_embeds.float(), target, args.tau, args.kl_weight)
+        loss = losses["loss"] + out_.balance_loss.float()
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -361,7 +372,7 @@ def main(argv: list[str] | None = None) -> None:
         if done % args.log_every == 0 or done == args.steps:
             imbalance = (loads.max(-1).values / loads.mean(-1) - 1).max()
             logs = {
-                "loss": float(loss),
+                "loss": float(loss.detach()),
                 "cosine": float(losses["cosine"]),
                 "kl_self": float(losses["kl_self"]),
                 "kl_cross": float(losses["kl_cross"]),

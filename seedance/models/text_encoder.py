@@ -34,9 +34,10 @@ from seedance.models.moe import MoEFeedForward, SwiGLU
 
 @dataclass
 class TextEncoderOutput(BaseOutput):
-    last_hidden_state: torch.Tensor  # [B,L,D], zero at padding
-    pooler_output: torch.Tensor  # [B,D]
-    text_embeds: torch.Tensor  # [B,teacher_dim], unit length
+    # Defaults only so that wrappers that rebuild outputs from a dict (accelerate's fp32 conversion) work.
+    last_hidden_state: torch.Tensor = None  # [B,L,D], zero at padding
+    pooler_output: torch.Tensor = None  # [B,D]
+    text_embeds: torch.Tensor = None  # [B,teacher_dim], unit length
     engram_gates: torch.Tensor | None = None  # [B,L] alpha_t, when asked for
     balance_loss: torch.Tensor | None = None  # sequence-wise MoE balance loss (training)
 
@@ -151,6 +152,12 @@ class EngramMoETextEncoder(ModelMixin, ConfigMixin):
         cfg = self.config
         return NgramHasher(tuple(cfg.engram_orders), cfg.engram_heads_per_order, rows_per_head, cfg.engram_hash_seed)
 
+    def _hasher_for(self, rows_per_head: int) -> NgramHasher:
+        cache = self.__dict__.setdefault("_hashers", {})  # plain dict: not a submodule, not saved
+        if rows_per_head not in cache:
+            cache[rows_per_head] = self._make_hasher(rows_per_head).to(self.token_embedding.weight.device)
+        return cache[rows_per_head]
+
     def use_host_table(self, table: HostEngramTable | None, rows_per_head: int | None = None) -> None:
         """Look Engram rows up in `table` (host RAM or memory-mapped) instead of the in-model table.
 
@@ -161,10 +168,10 @@ class EngramMoETextEncoder(ModelMixin, ConfigMixin):
         if table is None:
             self._host_table = None
             if self.engram_hasher.total_rows != self.engram.table.num_embeddings:  # undo a re-hash
-                self.engram_hasher = self._make_hasher(cfg.engram_rows_per_head)
+                self.engram_hasher = self._hasher_for(cfg.engram_rows_per_head)
             return
         if rows_per_head is not None:
-            self.engram_hasher = self._make_hasher(rows_per_head)
+            self.engram_hasher = self._hasher_for(rows_per_head)
         if table.shape != (self.engram_hasher.total_rows, self.config.engram_dim_per_head):
             raise SeedanceError(
                 f"Engram table has shape {table.shape}, the model needs "
