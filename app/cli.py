@@ -60,6 +60,7 @@ def run_app(args: argparse.Namespace) -> int:
     service = SeedanceService(args.weights, limits=limits).load()
     if not service.has_generator:
         print(f"warning: {service.load_error}")
+    service.warm_up()
     demo = build_app(service, default_steps=args.steps, concurrency=args.concurrency)
     try:
         demo.launch(server_name=args.host, server_port=args.port, share=args.share == "yes",

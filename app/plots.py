@@ -41,8 +41,8 @@ def log_mel(audio: np.ndarray, preset: ClipPreset) -> np.ndarray:
 
 def clip_figure(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate: int, preset: ClipPreset,
                 path: Path, title: str = "") -> Path:
-    """Waveform, log-mel spectrogram, and per-frame motion energy against audio onset strength."""
-    from seedance.eval.offset import motion_energy, onset_per_frame
+    """Waveform, log-mel spectrogram, and the per-frame visual and audio traces av_offset correlates."""
+    from seedance.eval.offset import audio_trace, visual_trace
 
     duration = len(audio) / sample_rate
     fig = Figure(figsize=(8, 6.4))
@@ -63,10 +63,10 @@ def clip_figure(frames: np.ndarray, audio: np.ndarray, fps: float, sample_rate: 
     n = frames.shape[0]
     tf = np.arange(n) / fps
     if n >= 2:
-        visual = motion_energy(frames)
-        onset = onset_per_frame(audio, sample_rate, fps, n)
-        ax_sync.plot(tf, _unit(visual), label="picture: motion energy", color="#2e7d32")
-        ax_sync.plot(tf, _unit(onset), label="sound: onset strength", color="#c62828", alpha=0.8)
+        visual = visual_trace(frames)
+        sound = audio_trace(audio, sample_rate, fps, n)
+        ax_sync.plot(tf, _unit(visual), label="picture: motion + impacts", color="#2e7d32")
+        ax_sync.plot(tf, _unit(sound), label="sound: spectral flux", color="#c62828", alpha=0.8)
         ax_sync.legend(loc="upper right", fontsize=8)
     ax_sync.set_xlabel("time (s)")
     ax_sync.set_ylabel("normalised")
@@ -87,7 +87,7 @@ def shift_figure(shifts, correlation, offset_frames: int, fps: float, path: Path
     fig = Figure(figsize=(7, 3.6))
     fig.subplots_adjust(left=0.11, right=0.88, top=0.9, bottom=0.14)
     ax = fig.subplots()
-    ax.plot(shifts, correlation, marker="o", ms=3, color="#1f4e79", label="motion/onset correlation")
+    ax.plot(shifts, correlation, marker="o", ms=3, color="#1f4e79", label="picture/sound trace correlation")
     ax.axvline(offset_frames, color="#c62828", ls="--",
                label=f"offset {offset_frames:+d} frames ({1000 * offset_frames / fps:+.0f} ms)")
     ax.axvline(0, color="grey", lw=0.8)

@@ -22,6 +22,8 @@ from argparse import Namespace
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from app import plots
 from app.scoring import score_clip
 from app.validate import MAX_GUIDANCE, MAX_SEED, Limits, check_number, check_prompt, check_upload
@@ -175,6 +177,23 @@ class SeedanceService:
                 self._text = (tokenizer, encoder)
                 self.loads += 1
         return self._text
+
+    def warm_up(self) -> float:
+        """One 1-step generation and one scoring + plot of a synthetic clip (first-call costs: torch kernels,
+        librosa/numba compiles, matplotlib fonts), so the first user request does not pay for them. Returns s."""
+        t0 = time.perf_counter()
+        preset = self.preset
+        if self.has_generator:
+            self._run("warm up", 0, {"num_inference_steps": 1, "duration": preset.duration_s})
+        n, spf = preset.fps, preset.samples_per_frame
+        frames = np.zeros((n, preset.height, preset.width, 3), np.uint8)
+        audio = np.zeros(n * spf, np.float32)
+        for k in (4, 10):  # two flashes, each with a click
+            frames[k] = 255
+            audio[k * spf : k * spf + 200] = 0.5
+        score_clip(frames, audio, preset.fps, preset.sample_rate, preset, self._expert, self._expert_note)
+        plots.clip_figure(frames, audio, preset.fps, preset.sample_rate, preset, self.new_output("warmup.png"))
+        return time.perf_counter() - t0
 
     # ---- outputs ------------------------------------------------------------------------------------------
 

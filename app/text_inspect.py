@@ -79,7 +79,7 @@ def table_info(encoder) -> dict:
         "engram_table_mb": round(nbytes / 2**20, 3),
         "engram_heads": int(hasher.num_heads),
         "engram_orders": list(hasher.orders),
-        "engram_rows_per_head": [int(p) for p in hasher.primes.tolist()],
+        "engram_rows_per_head": " ".join(str(int(p)) for p in hasher.primes.tolist()),
         "engram_after_layer": int(encoder.config.engram_layer) - 1,
     }
 
@@ -118,10 +118,11 @@ def inspect_text(tokenizer, encoder, text: str, index: CaptionIndex | None = Non
 
     orders = list(encoder.engram_hasher.orders)
     heads_per_order = encoder.engram_hasher.num_heads // len(orders)
-    rows, headers = [], ["#", "token", "normalised", "compressed id"]
+    # column names kept short; the tab's text explains them
+    rows, headers = [], ["#", "token", "normalised", "id"]
     for n in orders:
-        headers += [f"{n}-gram", f"{n}-gram hits in training captions", f"{n}-gram table rows"]
-    headers += ["gate α", "|update|/|h|", "experts per MoE layer"]
+        headers += [f"{n}-gram", f"{n}g hits", f"{n}g rows"]
+    headers += ["gate α", "|Δh|/|h|", "experts (per MoE layer)"]
     for t, (piece, token_id) in enumerate(zip(pieces, ids)):
         row = [t, piece, normalize_piece(piece), int(token_id)]
         for k, n in enumerate(orders):

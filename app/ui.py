@@ -177,6 +177,9 @@ def build_app(service: SeedanceService, default_steps: int | None = None, concur
                          api_name="generate", **model_queue)
 
             with gr.Tab("Dub (video → audio)", id="dub"):
+                gr.Markdown(f"Upload a video (up to {service.limits.max_upload_mb:g} MB and "
+                            f"{service.limits.max_media_seconds:g} s); its first {preset.max_duration_s:g} s get a "
+                            "generated soundtrack.")
                 with gr.Row():
                     with gr.Column():
                         dub_video = gr.Video(label="video to dub", sources=["upload"], elem_id="dub-input")
@@ -191,6 +194,9 @@ def build_app(service: SeedanceService, default_steps: int | None = None, concur
                              dub_out, api_name="dub", **model_queue)
 
             with gr.Tab("Lip-sync (audio → video)", id="lipsync"):
+                gr.Markdown(f"Upload or record speech or sound (up to {service.limits.max_upload_mb:g} MB and "
+                            f"{service.limits.max_media_seconds:g} s); its first {preset.max_duration_s:g} s get a "
+                            "picture that moves with it.")
                 with gr.Row():
                     with gr.Column():
                         lip_audio = gr.Audio(label="speech or sound", sources=["upload", "microphone"],
@@ -222,10 +228,14 @@ def build_app(service: SeedanceService, default_steps: int | None = None, concur
                               concurrency_limit=2, concurrency_id="evaluate")
 
             with gr.Tab("Text encoder", id="text"):
-                gr.Markdown("How the Engram/MoE text encoder reads a prompt: tokens and compressed ids, the Engram "
-                            "n-gram memory (hits in the training captions, gate per token), MoE expert routing per "
-                            "token and layer, where the Engram table lives, the encode latency and the nearest "
-                            "training captions.")
+                gr.Markdown(
+                    "How the Engram/MoE text encoder reads a prompt. Per token: its piece, normalised text and "
+                    "compressed **id** (pieces with equal normalised text share one); the suffix **n-grams** the "
+                    "Engram memory hashes there, their **hits** (occurrences in the training captions indexed "
+                    "below; 0 = likely unseen, its rows hold other n-grams that hash there) and the table "
+                    "**rows** read (one per hash head); the gate **α** and **|Δh|/|h|**, how much the memory "
+                    "changed the hidden state; the **experts** each MoE layer routed it to, with weights. Then "
+                    "where the Engram table lives, the encode latency, and the nearest training captions.")
                 with gr.Row():
                     text_in = gr.Textbox(label="text", value="a cornflower blue ball bounces", elem_id="text-input",
                                          scale=4)
