@@ -51,9 +51,9 @@ SCENES = ("face", "bounce", "keys")
 
 # Per-model recipe defaults; every one can be overridden on the command line.
 RECIPES = {
-    "video_vae": dict(steps=3000, batch_size=8, lr=1e-3, crop=16, kl_weight=1e-5, delta_weight=0.5),
-    "audio_vae": dict(steps=3000, batch_size=16, lr=1e-3, crop=100, kl_weight=1e-5, delta_weight=0.5),
-    "vocoder": dict(steps=4000, batch_size=16, lr=1e-3, crop=8000, kl_weight=0.0, delta_weight=0.0),
+    "video_vae": dict(steps=6000, batch_size=16, lr=5e-4, crop=8, spatial_crop=32, kl_weight=1e-5, delta_weight=0.5),
+    "audio_vae": dict(steps=3000, batch_size=16, lr=1e-3, crop=100, spatial_crop=0, kl_weight=1e-5, delta_weight=0.5),
+    "vocoder": dict(steps=4000, batch_size=16, lr=1e-3, crop=8000, spatial_crop=0, kl_weight=0.0, delta_weight=0.0),
 }
 
 
@@ -66,8 +66,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=None, help="total optimiser steps (recipe default per model)")
     p.add_argument("--batch-size", type=int, default=None, help="clips (or crops) per process per step")
     p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--crop", type=int, default=None, help="frames (video), mel frames (audio VAE) or samples (vocoder)")
+    p.add_argument("--spatial-crop", type=int, default=None, help="video: train on square crops of this size")
     p.add_argument("--kl-weight", type=float, default=None)
     p.add_argument("--delta-weight", type=float, default=None, help="weight of the temporal-difference loss")
     p.add_argument("--model-config", default="{}", help="JSON overrides of the model's config (e.g. smaller widths)")
@@ -207,6 +208,14 @@ class VideoTask(Task):
         starts = torch.randint((f - crop) // tc + 1, (self.args.batch_size,), generator=g) * tc
         t = starts[:, None] + torch.arange(crop)
         x = frames_to_video(self.clips.frames[idx[:, None], t])
+        # Spatial crops (on the latent grid, so the convolutions see what they see on whole frames):
+        # four 32x32 crops cost what one 64x64 frame does and show more varied content per step.
+        size, sc = self.args.spatial_crop, self.model_sc
+        if size and size < x.shape[-1]:
+            h, w = x.shape[-2:]
+            oy = torch.randint((h - size) // sc + 1, (1,), generator=g).item() * sc
+            ox = torch.randint((w - size) // sc + 1, (1,), generator=g).item() * sc
+            x = x[..., oy : oy + size, ox : ox + size]
         flip = torch.rand(self.args.batch_size, generator=g) < 0.5  # horizontal flips double the layouts seen
         x[flip] = x[flip].flip(-1)
         return x
@@ -236,6 +245,10 @@ class VideoTask(Task):
     @property
     def model_tc(self) -> int:
         return int(self.args.model_config.get("temporal_compression", 4))
+
+    @property
+    def model_sc(self) -> int:
+        return int(self.args.model_config.get("spatial_compression", 8))
 
 
 class MelTask(Task):

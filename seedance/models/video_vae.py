@@ -16,7 +16,10 @@ Layout (sc = patch * 2**downsamples):
     patchify (space-to-depth by `patch_size`) -> conv_in
     per level: res blocks, then a strided causal conv (space /2, time /s)
     mid res block -> RMS norm -> conv_out -> mean, logvar
-The decoder mirrors it with nearest-neighbour upsampling followed by causal convs.
+The decoder mirrors it (depth-to-time and nearest-neighbour upsampling, then convs).
+The first `spatial_only_levels` levels (full resolution) use 1x3x3 kernels: time is
+mixed at the lower levels, where it is cheap, which keeps a training step affordable
+on a CPU.
 """
 
 from __future__ import annotations
@@ -92,12 +95,15 @@ class CausalConv3d(nn.Module):
 
 
 class ResBlock(nn.Module):
-    def __init__(self, cin: int, cout: int):
+    """Two norm-SiLU-conv layers with a residual; `temporal=False` uses 1x3x3 kernels (no mixing across frames)."""
+
+    def __init__(self, cin: int, cout: int, temporal: bool = True):
         super().__init__()
+        kernel = (3, 3, 3) if temporal else (1, 3, 3)
         self.norm1 = ChannelRMSNorm(cin)
-        self.conv1 = CausalConv3d(cin, cout)
+        self.conv1 = CausalConv3d(cin, cout, kernel)
         self.norm2 = ChannelRMSNorm(cout)
-        self.conv2 = CausalConv3d(cout, cout)
+        self.conv2 = CausalConv3d(cout, cout, kernel)
         self.skip = nn.Conv3d(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -118,16 +124,24 @@ class Downsample(nn.Module):
 
 
 class Upsample(nn.Module):
-    """Time x st and space x2: nearest-neighbour repeat, then a causal conv (cheap in parameters)."""
+    """Time x st and space x2.
+
+    Time by depth-to-time: a causal conv at the low resolution makes st sub-frames per
+    frame (latent j -> frames j*st .. j*st+st-1, so causality holds); space by a
+    nearest-neighbour repeat and a 1x3x3 conv at the high resolution.
+    """
 
     def __init__(self, cin: int, cout: int, time_stride: int):
         super().__init__()
         self.time_stride = time_stride
-        self.conv = CausalConv3d(cin, cout)
+        self.cout = cout
+        self.to_time = CausalConv3d(cin, cout * time_stride)
+        self.conv = CausalConv3d(cout, cout, (1, 3, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Latent frame j is repeated into frames j*s .. j*s+s-1; the causal conv then only looks back.
-        x = x.repeat_interleave(self.time_stride, dim=2)
+        b, _, t, h, w = x.shape
+        s = self.time_stride
+        x = self.to_time(x).view(b, self.cout, s, t, h, w).transpose(2, 3).reshape(b, self.cout, t * s, h, w)
         x = x.repeat_interleave(2, dim=3).repeat_interleave(2, dim=4)
         return self.conv(x)
 
@@ -158,10 +172,12 @@ class VideoEncoder(nn.Module):
         self.patch = cfg.patch_size
         chans = [cfg.base_channels * m for m in cfg.channel_multipliers]
         strides = temporal_strides(cfg.temporal_compression, len(chans) - 1)
-        self.conv_in = CausalConv3d(cfg.in_channels * self.patch**2, chans[0])
+        first = (3, 3, 3) if cfg.spatial_only_levels < 1 else (1, 3, 3)
+        self.conv_in = CausalConv3d(cfg.in_channels * self.patch**2, chans[0], first)
         self.levels = nn.ModuleList()
         for i, c in enumerate(chans):
-            blocks = nn.ModuleList([ResBlock(c, c) for _ in range(cfg.encoder_blocks)])
+            temporal = i >= cfg.spatial_only_levels
+            blocks = nn.ModuleList([ResBlock(c, c, temporal) for _ in range(cfg.encoder_blocks)])
             down = Downsample(c, chans[i + 1], strides[i]) if i + 1 < len(chans) else nn.Identity()
             self.levels.append(nn.ModuleDict({"blocks": blocks, "down": down}))
         self.mid = ResBlock(chans[-1], chans[-1])
@@ -193,11 +209,13 @@ class VideoDecoder(nn.Module):
         self.mid = ResBlock(chans[-1], chans[-1])
         self.levels = nn.ModuleList()
         for i in reversed(range(len(chans))):
-            blocks = nn.ModuleList([ResBlock(chans[i], chans[i]) for _ in range(cfg.decoder_blocks)])
+            temporal = i >= cfg.spatial_only_levels
+            blocks = nn.ModuleList([ResBlock(chans[i], chans[i], temporal) for _ in range(cfg.decoder_blocks)])
             up = Upsample(chans[i], chans[i - 1], strides[i - 1]) if i > 0 else nn.Identity()
             self.levels.append(nn.ModuleDict({"blocks": blocks, "up": up}))
         self.norm_out = ChannelRMSNorm(chans[0])
-        self.conv_out = CausalConv3d(chans[0], cfg.in_channels * self.patch**2)
+        last = (3, 3, 3) if cfg.spatial_only_levels < 1 else (1, 3, 3)
+        self.conv_out = CausalConv3d(chans[0], cfg.in_channels * self.patch**2, last)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = self.mid(self.conv_in(z))
@@ -222,13 +240,14 @@ class VideoVAE(ModelMixin, ConfigMixin):
         self,
         in_channels: int = 3,
         latent_channels: int = 16,
-        base_channels: int = 48,
-        channel_multipliers: tuple[int, ...] = (1, 2, 4),
+        base_channels: int = 32,
+        channel_multipliers: tuple[int, ...] = (1, 2, 3),
         patch_size: int = 2,
         temporal_compression: int = 4,
         spatial_compression: int = 8,
         encoder_blocks: int = 1,
         decoder_blocks: int = 1,
+        spatial_only_levels: int = 1,
         latents_mean: list[float] | None = None,
         latents_std: list[float] | None = None,
     ):

@@ -1,0 +1,295 @@
+"""Latent autoencoders (issue 4): LogMel, VideoVAE, AudioVAE, Vocoder, their recipe and their shipped weights."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from seedance.config import get_preset
+from seedance.errors import SeedanceError, WeightsError
+from seedance.models.audio_vae import AudioVAE
+from seedance.models.io import atomic_save_pretrained, load_component
+from seedance.models.mel import LogMel
+from seedance.models.video_vae import VideoVAE, temporal_strides
+from seedance.models.vocoder import GriffinLimVocoder, Vocoder, multi_resolution_stft_distance
+
+ROOT = Path(__file__).resolve().parents[1]
+WEIGHTS = ROOT / "weights" / "seedance-tiny"
+TINY = get_preset("tiny")
+
+# Small widths: the architecture is the shipped one, the tests stay fast.
+SMALL_VIDEO = dict(base_channels=8, latent_channels=4)
+SMALL_AUDIO = dict(hidden_channels=16, latent_hidden_channels=16, latent_channels=4)
+SMALL_VOCODER = dict(dim=16, num_blocks=1)
+
+
+# ---- LogMel --------------------------------------------------------------------------------------------------------
+
+
+def test_logmel_frames_and_pitch():
+    logmel = LogMel(TINY)
+    t = torch.arange(TINY.num_samples) / TINY.sample_rate
+    low, high = torch.sin(2 * math.pi * 300 * t), torch.sin(2 * math.pi * 3000 * t)
+    mel = logmel(torch.stack([low, high]))
+    assert mel.shape == (2, TINY.n_mels, TINY.num_samples // TINY.hop_length)
+    peak_low, peak_high = mel[0].mean(-1).argmax().item(), mel[1].mean(-1).argmax().item()
+    assert peak_low < peak_high  # a higher tone lands in a higher mel bin
+    silence = logmel(torch.zeros(1, 4000))
+    assert torch.allclose(silence, torch.full_like(silence, math.log(1e-5)))
+
+
+def test_logmel_frame_m_sits_at_m_hops():
+    logmel = LogMel(TINY)
+    audio = torch.zeros(1, TINY.num_samples)
+    audio[0, 100 * TINY.hop_length] = 1.0  # a click at mel frame 100
+    energy = logmel(audio)[0].mean(0)
+    assert energy.argmax().item() == 100
+
+
+def test_logmel_rejects_bad_audio():
+    with pytest.raises(SeedanceError, match="too short"):
+        LogMel(TINY)(torch.zeros(1, 100))
+    with pytest.raises(SeedanceError, match="mono waveform"):
+        LogMel(TINY)(torch.zeros(2, 2, 4000))
+
+
+# ---- VideoVAE ------------------------------------------------------------------------------------------------------
+
+
+def test_video_vae_shapes_at_tiny_preset():
+    vae = VideoVAE(**SMALL_VIDEO).eval()
+    x = torch.rand(1, 3, TINY.num_frames, TINY.height, TINY.width) * 2 - 1
+    with torch.no_grad():
+        z = vae.encode(x).latent_dist.mode()
+        y = vae.decode(z).sample
+    assert z.shape == (1, 4, TINY.num_frames // 4, TINY.height // 8, TINY.width // 8)
+    assert y.shape == x.shape
+    assert vae.latent_rate(TINY) == 4.0
+
+
+def test_video_vae_is_causal_in_time():
+    torch.manual_seed(0)
+    vae = VideoVAE(**SMALL_VIDEO).eval()
+    x = torch.rand(1, 3, 16, 32, 32) * 2 - 1
+    x_later = x.clone()
+    x_later[:, :, 9:] = -x_later[:, :, 9:]  # change frames 9.. (inside latent frame 2)
+    with torch.no_grad():
+        z, z_later = vae.encode(x).latent_dist.mode(), vae.encode(x_later).latent_dist.mode()
+        assert torch.equal(z[:, :, :2], z_later[:, :, :2])
+        assert not torch.allclose(z[:, :, 2:], z_later[:, :, 2:])
+        z_edit = z.clone()
+        z_edit[:, :, 3] += 1.0  # latent frame 3 decodes to frames 12..15 only
+        y, y_edit = vae.decode(z).sample, vae.decode(z_edit).sample
+    assert torch.equal(y[:, :, :12], y_edit[:, :, :12])
+    assert not torch.allclose(y[:, :, 12:], y_edit[:, :, 12:])
+
+
+def test_video_vae_pads_odd_frame_counts_and_checks_sizes():
+    vae = VideoVAE(**SMALL_VIDEO).eval()
+    x = torch.zeros(1, 3, 10, 32, 32)
+    with torch.no_grad():
+        z = vae.encode_latents(x)
+        assert z.shape[2] == 3  # ceil(10 / 4)
+        assert vae.decode_latents(z, num_frames=10).shape == x.shape
+    with pytest.raises(SeedanceError, match="multiples of 8"):
+        vae.encode(torch.zeros(1, 3, 8, 30, 32))
+    with pytest.raises(SeedanceError, match="frames shaped"):
+        vae.encode(torch.zeros(1, 8, 32, 32))
+
+
+def test_temporal_strides_cover_base_preset_ratio():
+    assert temporal_strides(4, 2) == [2, 2]
+    assert math.prod(temporal_strides(6, 2)) == 6  # 24 fps / 6 = 4 latents/s: base keeps the 1:5 clock
+    vae = VideoVAE(**SMALL_VIDEO, temporal_compression=6)
+    assert vae.encode(torch.zeros(1, 3, 12, 16, 16)).latent_dist.mode().shape[2] == 2
+
+
+def test_latent_stats_round_trip_through_save_pretrained(tmp_path):
+    vae = VideoVAE(**SMALL_VIDEO)
+    vae.set_latent_stats([0.5, -1.0, 0.0, 2.0], [2.0, 1.0, 0.5, 1.5])
+    atomic_save_pretrained(vae, tmp_path / "vae")
+    loaded = load_component(VideoVAE, tmp_path / "vae")
+    assert loaded.config.latents_mean == [0.5, -1.0, 0.0, 2.0]
+    z = torch.randn(1, 4, 2, 2, 2)
+    assert torch.allclose(loaded.denormalize_latents(loaded.normalize_latents(z)), z, atol=1e-6)
+    assert torch.allclose(loaded.normalize_latents(z)[:, 0], (z[:, 0] - 0.5) / 2.0)
+
+
+# ---- AudioVAE ------------------------------------------------------------------------------------------------------
+
+
+def test_audio_vae_shapes_and_whole_number_clock_ratio():
+    audio_vae = AudioVAE(**SMALL_AUDIO).eval()
+    mel = LogMel(TINY)(torch.randn(2, TINY.num_samples) * 0.1)
+    with torch.no_grad():
+        z = audio_vae.encode(mel).latent_dist.mode()
+        y = audio_vae.decode(z).sample
+    assert z.shape == (2, 4, 40)
+    assert y.shape == mel.shape
+    ratio = audio_vae.latent_rate(TINY) / VideoVAE(**SMALL_VIDEO).latent_rate(TINY)
+    assert ratio == int(ratio) == 5
+    with torch.no_grad():  # a length that is not a whole number of latents is padded, then trimmed
+        assert audio_vae.decode_latents(audio_vae.encode_latents(mel[..., :197]), num_frames=197).shape[-1] == 197
+    with pytest.raises(SeedanceError, match="log-mel shaped"):
+        audio_vae.encode(torch.zeros(1, 80, 100))
+
+
+# ---- Vocoder and the metric ----------------------------------------------------------------------------------------
+
+
+def test_vocoder_output_length_and_stft_distance():
+    vocoder = Vocoder(**SMALL_VOCODER).eval()
+    logmel = vocoder.logmel()
+    audio = torch.randn(1, 8000) * 0.1
+    with torch.no_grad():
+        wave = vocoder(logmel(audio))
+    assert wave.shape == (1, 1, 8000)
+    assert multi_resolution_stft_distance(audio, audio).item() < 1e-6
+    assert multi_resolution_stft_distance(audio * 0.5, audio).item() > 0.3
+    gl = GriffinLimVocoder(logmel, n_iter=4)
+    assert gl(logmel(audio)).shape == (1, 1, 8000)
+
+
+# ---- loading errors ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", [VideoVAE, AudioVAE, Vocoder])
+def test_missing_or_corrupt_weights_give_one_line_naming_the_file(tmp_path, cls):
+    small = {VideoVAE: SMALL_VIDEO, AudioVAE: SMALL_AUDIO, Vocoder: SMALL_VOCODER}[cls]
+    folder = tmp_path / "component"
+    atomic_save_pretrained(cls(**small), folder)
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])  # truncated copy
+    with pytest.raises(WeightsError, match="diffusion_pytorch_model.safetensors") as err:
+        load_component(cls, folder)
+    assert "\n" not in str(err.value)
+    weights.unlink()
+    with pytest.raises(WeightsError, match="no .safetensors file"):
+        load_component(cls, folder)
+    with pytest.raises(WeightsError, match="not found"):
+        load_component(cls, tmp_path / "missing")
+
+
+# ---- shipped weights -----------------------------------------------------------------------------------------------
+
+
+def _shipped(name: str) -> Path:
+    folder = WEIGHTS / name
+    if not (folder / "config.json").is_file():
+        pytest.fail(f"shipped weights missing: {folder}")
+    return folder
+
+
+@torch.no_grad()
+def test_shipped_video_vae_reconstructs_a_test_clip():
+    from seedance.data.syncworld import make_sample
+
+    vae = load_component(VideoVAE, _shipped("vae")).eval()
+    assert len(vae.config.latents_std) == vae.config.latent_channels
+    s = make_sample("bounce", 1, TINY, "test")
+    x = torch.from_numpy(s.frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    z = vae.encode_latents(x)
+    assert 0.5 < z.std().item() < 2.0  # normalised latents are roughly unit scale
+    y = vae.decode_latents(z)
+    psnr = 10 * math.log10(4.0 / (y - x).pow(2).mean().item())
+    assert psnr > 27.0
+
+
+@torch.no_grad()
+def test_shipped_audio_chain_beats_griffin_lim():
+    from seedance.data.syncworld import make_sample
+
+    audio_vae = load_component(AudioVAE, _shipped("audio_vae")).eval()
+    vocoder = load_component(Vocoder, _shipped("vocoder")).eval()
+    logmel = vocoder.logmel()
+    audio = torch.from_numpy(make_sample("keys", 2, TINY, "test").audio)[None]
+    mel = logmel(audio)
+    mel_dec = audio_vae.decode_latents(audio_vae.encode_latents(mel))
+    assert (mel_dec - mel).abs().mean().item() < 0.6
+    ours = multi_resolution_stft_distance(vocoder(mel), audio).item()
+    baseline = multi_resolution_stft_distance(GriffinLimVocoder(logmel)(mel), audio).item()
+    assert ours < baseline
+
+
+# ---- the recipe: a 2-process CPU launch, stopped and resumed -------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch(tmp_path: Path, steps: int) -> subprocess.CompletedProcess:
+    # accelerate 1.x: `--cpu --num_processes 2` starts ONE process (its multi-CPU path needs mpirun);
+    # `--multi_gpu --num_processes 2` starts two through torchrun, and the recipe asks for the CPU
+    # where there is no GPU, so they join one gloo group.
+    cmd = [
+        sys.executable, "-m", "accelerate.commands.launch",
+        "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+        str(ROOT / "pipelines" / "train_autoencoders.py"),
+        "--model", "audio_vae", "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "cache"),
+        "--scenes", "bounce", "--clips-per-scene", "2", "--eval-clips-per-scene", "1",
+        "--steps", str(steps), "--batch-size", "2", "--crop", "50", "--save-every", "2", "--eval-every", "100",
+        "--threads", "1", "--mixed-precision", "no",
+        "--model-config", json.dumps(SMALL_AUDIO),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+
+
+@pytest.mark.slow
+def test_two_process_cpu_launch_stops_and_resumes(tmp_path):
+    from safetensors.torch import load_file
+
+    first = _launch(tmp_path, steps=2)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "2 process(es)" in first.stdout
+    ckpts = tmp_path / "run" / "checkpoints"
+    assert json.loads((ckpts / "step_0000002" / "train_state.json").read_text())["step"] == 2
+    assert (ckpts / "step_0000002" / "random_states_1.pkl").is_file()  # both processes saved their state
+    weights_at_2 = load_file(str(ckpts / "step_0000002" / "model.safetensors"))
+    # An interrupted save leaves only a temporary folder; resuming must ignore it.
+    (ckpts / ".tmp_step_0000003").mkdir()
+
+    second = _launch(tmp_path, steps=4)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "resumed from" in second.stdout and "step_0000002" in second.stdout
+    assert "steps 2 -> 4" in second.stdout
+    weights_at_4 = load_file(str(ckpts / "step_0000004" / "model.safetensors"))
+    assert any(not torch.equal(weights_at_2[k], weights_at_4[k]) for k in weights_at_2)
+    summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
+    assert summary["step"] == 4
+    assert list((tmp_path / "run" / "logs").rglob("events.out.tfevents.*"))  # tensorboard logs
+
+
+def test_recipe_rejects_bad_model_config(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "pipelines" / "train_autoencoders.py"), "--model", "vocoder",
+         "--out", str(tmp_path), "--model-config", "{oops"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "--model-config is not valid JSON" in proc.stderr
+
+
+def test_bench_mouth_measure_follows_the_ground_truth():
+    sys.path.insert(0, str(ROOT / "bench"))
+    from autoencoders import mouth_opening
+
+    from seedance.data.syncworld import make_sample
+
+    s = make_sample("face", 3, TINY, "test")
+    measured = mouth_opening(s.frames, TINY)
+    assert np.corrcoef(measured, s.visual)[0, 1] > 0.95
