@@ -1,10 +1,10 @@
 """`seedance train`: the accelerate command it builds, and clear errors."""
 
 import pytest
+from test_cli import assert_one_line_error, run_cli
 
 from pipelines.train_cli import RECIPES, launch_command
 from seedance.errors import SeedanceError
-from tests.test_cli import assert_one_line_error, run_cli
 
 
 def test_every_recipe_script_exists():
