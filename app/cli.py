@@ -63,9 +63,17 @@ def run_app(args: argparse.Namespace) -> int:
     service.warm_up()
     demo = build_app(service, default_steps=args.steps, concurrency=args.concurrency)
     try:
-        demo.launch(server_name=args.host, server_port=args.port, share=args.share == "yes",
-                    max_file_size=limits.max_upload_bytes, show_error=True, quiet=False)
+        _, local_url, share_url = demo.launch(server_name=args.host, server_port=args.port,
+                                              share=args.share == "yes", max_file_size=limits.max_upload_bytes,
+                                              show_error=True, quiet=True, prevent_thread_lock=True)
     except OSError as exc:
         raise SeedanceError(f"cannot serve on {args.host}:{args.port}: {str(exc).splitlines()[0]}; "
                             "pick another --port") from None
+    service.settle()
+    print(f"Seedance app on {local_url}" + (f" and {share_url}" if share_url else "") + " (Ctrl+C stops it)",
+          flush=True)
+    try:
+        demo.block_thread()
+    finally:
+        demo.close()
     return 0

@@ -12,6 +12,7 @@ it into a `gr.Error` toast.
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
 import shutil
@@ -194,6 +195,23 @@ class SeedanceService:
         score_clip(frames, audio, preset.fps, preset.sample_rate, preset, self._expert, self._expert_note)
         plots.clip_figure(frames, audio, preset.fps, preset.sample_rate, preset, self.new_output("warmup.png"))
         return time.perf_counter() - t0
+
+    # ---- memory -------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def settle() -> None:
+        """Once everything is loaded: move the heap built so far out of the garbage collector's sight.
+
+        Matplotlib figures are reference cycles holding megabytes; left to the collector's own schedule they
+        pile up (measured: +470 MB RSS over 45 requests). A full collection after every request frees them,
+        and after gc.freeze() it only scans what the request made (~20 ms instead of ~0.9 s).
+        """
+        gc.collect()
+        gc.freeze()
+
+    @staticmethod
+    def after_request() -> None:
+        gc.collect()
 
     # ---- outputs ------------------------------------------------------------------------------------------
 

@@ -43,7 +43,10 @@ QUEUE_SIZE = 64
 
 
 def user_errors(fn):
-    """SeedanceError -> gr.Error with its one line; anything else is logged and shown as a short internal error."""
+    """SeedanceError -> gr.Error with its one line; anything else is logged and shown as a short internal error.
+
+    Every request ends with SeedanceService.after_request() (frees the request's garbage at once).
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -57,6 +60,8 @@ def user_errors(fn):
             log.exception("request failed")
             raise gr.Error(f"internal error ({type(exc).__name__}): the app is still running; try again or "
                            "report it with the server log", print_exception=False) from None
+        finally:
+            SeedanceService.after_request()
 
     return wrapper
 
@@ -262,5 +267,6 @@ def start_server(service: SeedanceService, host: str = "127.0.0.1", port: int | 
     port = port or free_port(host)
     demo.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True,
                 max_file_size=service.limits.max_upload_bytes)
+    service.settle()
     return demo, f"http://{host}:{port}/"
 
