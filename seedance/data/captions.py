@@ -20,6 +20,9 @@ All of it is deterministic in (seed, index).
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+
 import numpy as np
 
 from seedance.data.syncworld import sample_caption, sample_labels
@@ -164,6 +167,40 @@ def heldout_phrasing(scene: str, labels: dict, rng: np.random.Generator) -> str:
     return pick(rng, HELDOUT_OPENERS) + pick(rng, HELDOUT_FRAMES[scene]).format(**_fields(scene, labels, rng))
 
 
+EXTRA_OPENERS = ("here is ", "a scene where ", "video showing ", "an animation of ", "a short film of ",
+                 "render of ", "demo: ", "shown: ", "clip showing ", "a loop of ")  # fmt: skip
+
+
+def heldout_words() -> frozenset[str]:
+    """Every word of the held-out frames and openers: kept out of the random-word augmentation."""
+    text = " ".join([*HELDOUT_OPENERS, *(f for frames in HELDOUT_FRAMES.values() for f in frames)])
+    text = re.sub(r"\{[a-z_]+\}", " ", text)
+    return frozenset(re.findall(r"[a-z]+", text.lower()))
+
+
+def augment(text: str, rng: np.random.Generator, words: Sequence[str] = ()) -> str:
+    """One random edit: shuffled clauses, inserted general-English words, a new opener, or a dropped word.
+
+    The teacher re-embeds the edited caption, so the student learns how word order and unfamiliar
+    words move the teacher's embedding, without ever seeing the held-out frames.
+    """
+    op = int(rng.integers(4))
+    clauses = [c for c in re.split(r"\s*[,;:]\s*", text) if c]
+    if op == 0 and len(clauses) > 1:
+        order = rng.permutation(len(clauses))
+        return pick(rng, (", ", "; ", " - ", ", and ")).join(clauses[i] for i in order)
+    tokens = text.split()
+    if op == 1 and words:
+        for _ in range(int(rng.integers(1, 4))):
+            tokens.insert(int(rng.integers(len(tokens) + 1)), pick(rng, words))
+        return " ".join(tokens)
+    if op == 2 or len(tokens) < 3:
+        filler = " ".join(pick(rng, words) for _ in range(int(rng.integers(1, 3)))) + " " if words else ""
+        return (pick(rng, EXTRA_OPENERS) if rng.random() < 0.6 or not words else filler) + text
+    del tokens[int(rng.integers(len(tokens)))]
+    return " ".join(tokens)
+
+
 def vary_surface(text: str, rng: np.random.Generator) -> str:
     """Casing and punctuation variants."""
     r = rng.random()
@@ -178,8 +215,14 @@ def vary_surface(text: str, rng: np.random.Generator) -> str:
     return text
 
 
-def training_corpus(n: int, seed: int = 0) -> list[str]:
-    """`n` unique training captions: 55% scene generators, 30% paraphrases, 15% short prompts."""
+def training_corpus(n: int, seed: int = 0, augment_fraction: float = 0.0, words: Sequence[str] = ()) -> list[str]:
+    """`n` unique training captions: 55% scene generators, 30% paraphrases, 15% short prompts.
+
+    With augment_fraction > 0, that share of captions also gets one `augment` edit; `words` (general
+    English, e.g. the teacher's vocabulary) must not contain held-out frame words (`heldout_words`).
+    """
+    if words and set(words) & heldout_words():
+        raise ValueError("the augmentation words include held-out frame words; filter them with heldout_words()")
     out: dict[str, None] = {}
     i = 0
     while len(out) < n and i < 50 * n:
@@ -192,6 +235,8 @@ def training_corpus(n: int, seed: int = 0) -> list[str]:
         else:
             labels = sample_labels(scene, scene_seed, "train")
             text = (paraphrase if r < 0.85 else short_prompt)(scene, labels, rng)
+        if augment_fraction > 0 and rng.random() < augment_fraction:
+            text = augment(text, rng, words)
         out.setdefault(vary_surface(text, rng))
         i += 1
     return list(out)

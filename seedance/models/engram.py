@@ -178,11 +178,17 @@ class _Ready:
 
 
 class _CudaCopy:
-    def __init__(self, value: torch.Tensor, event):
+    """A host-to-device copy in flight on a side stream."""
+
+    def __init__(self, value: torch.Tensor, event, pinned: torch.Tensor):
         self.value, self.event = value, event
+        self.pinned = pinned  # keep the pinned source alive until the copy is done
 
     def result(self) -> torch.Tensor:
-        torch.cuda.current_stream(self.value.device).wait_event(self.event)
+        stream = torch.cuda.current_stream(self.value.device)
+        stream.wait_event(self.event)
+        self.value.record_stream(stream)  # allocated on the side stream, used on this one
+        self.pinned = None
         return self.value
 
 
@@ -254,12 +260,14 @@ class HostEngramTable:
 
     def prefetch(self, indices: torch.Tensor):
         if self.device.type == "cuda":
+            # gather on the host into pinned memory, then copy without blocking on a side stream:
+            # the copy runs while the default stream computes the layers before the Engram layer
             rows = self._gather_cpu(indices).pin_memory()
             with torch.cuda.stream(self._stream):
                 on_device = rows.to(self.device, non_blocking=True)
                 event = torch.cuda.Event()
                 event.record(self._stream)
-            return _CudaCopy(on_device, event)
+            return _CudaCopy(on_device, event, rows)
         if not self.threaded:
             return _Ready(self._gather_cpu(indices))
         with self._lock:

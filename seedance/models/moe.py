@@ -118,8 +118,11 @@ class MoEFeedForward(nn.Module):
         """xs [N,D] sorted by expert, counts[e] rows each -> [N,D]."""
         if grouped:
             offs = torch.tensor(counts, device=xs.device).cumsum(0).to(torch.int32)
-            a, b = _contiguous_grad(torch._grouped_mm(xs, self.w_gate_up, offs=offs)).chunk(2, dim=-1)
-            return _contiguous_grad(torch._grouped_mm((F.silu(a) * b).contiguous(), self.w_down, offs=offs))
+            try:
+                a, b = _contiguous_grad(torch._grouped_mm(xs, self.w_gate_up, offs=offs)).chunk(2, dim=-1)
+                return _contiguous_grad(torch._grouped_mm((F.silu(a) * b).contiguous(), self.w_down, offs=offs))
+            except RuntimeError:  # e.g. the CPU kernel's 16-byte alignment rule (torch 2.9-2.12): use the loop
+                pass
         outs, start = [], 0
         for e, n in enumerate(counts):
             if n:

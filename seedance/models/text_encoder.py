@@ -17,6 +17,7 @@ is not needed at inference.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -152,6 +153,15 @@ class EngramMoETextEncoder(ModelMixin, ConfigMixin):
         cfg = self.config
         return NgramHasher(tuple(cfg.engram_orders), cfg.engram_heads_per_order, rows_per_head, cfg.engram_hash_seed)
 
+    def _cpu_hasher(self) -> NgramHasher:
+        if self.engram_hasher.primes.device.type == "cpu":
+            return self.engram_hasher
+        cache = self.__dict__.setdefault("_cpu_hashers", {})
+        key = self.engram_hasher.total_rows
+        if key not in cache:
+            cache[key] = copy.deepcopy(self.engram_hasher).cpu()
+        return cache[key]
+
     def _hasher_for(self, rows_per_head: int) -> NgramHasher:
         cache = self.__dict__.setdefault("_hashers", {})  # plain dict: not a submodule, not saved
         if rows_per_head not in cache:
@@ -170,13 +180,13 @@ class EngramMoETextEncoder(ModelMixin, ConfigMixin):
             if self.engram_hasher.total_rows != self.engram.table.num_embeddings:  # undo a re-hash
                 self.engram_hasher = self._hasher_for(cfg.engram_rows_per_head)
             return
-        if rows_per_head is not None:
-            self.engram_hasher = self._hasher_for(rows_per_head)
-        if table.shape != (self.engram_hasher.total_rows, self.config.engram_dim_per_head):
+        hasher = self._hasher_for(rows_per_head or cfg.engram_rows_per_head)
+        if table.shape != (hasher.total_rows, cfg.engram_dim_per_head):
             raise SeedanceError(
                 f"Engram table has shape {table.shape}, the model needs "
-                f"({self.engram_hasher.total_rows}, {self.config.engram_dim_per_head}); pass the matching rows_per_head"
+                f"({hasher.total_rows}, {cfg.engram_dim_per_head}); pass the matching rows_per_head"
             )
+        self.engram_hasher = hasher
         self._host_table = table
 
     # ---- MoE balancing ------------------------------------------------------------------------------------
@@ -220,8 +230,13 @@ class EngramMoETextEncoder(ModelMixin, ConfigMixin):
             attention_mask = torch.ones_like(input_ids)
         mask = attention_mask.bool()
         # 0. Engram indices from ids alone; a host table starts gathering now and overlaps block 0
-        indices = self.engram_hasher(input_ids)  # [B,L,H]
-        pending = self._host_table.prefetch(indices) if self._host_table is not None else None
+        pending = None
+        if self._host_table is not None:
+            # hash on the host (ids are tiny), so a host table never waits for the accelerator
+            pending = self._host_table.prefetch(self._cpu_hasher()(input_ids.cpu()))
+            indices = None
+        else:
+            indices = self.engram_hasher(input_ids)  # [B,L,H]
         # 1. embeddings
         x = self.token_embedding(input_ids) + self.position_embedding[:L]  # [B,L,D]
         attn_bias = torch.zeros(B, 1, 1, L, dtype=x.dtype, device=x.device).masked_fill(
