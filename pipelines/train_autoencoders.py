@@ -51,7 +51,7 @@ SCENES = ("face", "bounce", "keys")
 
 # Per-model recipe defaults; every one can be overridden on the command line.
 RECIPES = {
-    "video_vae": dict(steps=6000, batch_size=16, lr=5e-4, crop=8, spatial_crop=32, kl_weight=1e-5, delta_weight=0.5),
+    "video_vae": dict(steps=6000, batch_size=16, lr=3e-4, crop=8, spatial_crop=32, kl_weight=1e-5, delta_weight=0.5),
     "audio_vae": dict(steps=3000, batch_size=16, lr=1e-3, crop=100, spatial_crop=0, kl_weight=1e-5, delta_weight=0.5),
     "vocoder": dict(steps=4000, batch_size=16, lr=1e-3, crop=8000, spatial_crop=0, kl_weight=0.0, delta_weight=0.0),
 }

@@ -27,7 +27,7 @@ WEIGHTS = ROOT / "weights" / "seedance-tiny"
 TINY = get_preset("tiny")
 
 # Small widths: the architecture is the shipped one, the tests stay fast.
-SMALL_VIDEO = dict(base_channels=8, latent_channels=4)
+SMALL_VIDEO = dict(base_channels=12, latent_channels=4)
 SMALL_AUDIO = dict(hidden_channels=16, latent_hidden_channels=16, latent_channels=4)
 SMALL_VOCODER = dict(dim=16, num_blocks=1)
 

@@ -76,6 +76,8 @@ class Vocoder(ModelMixin, ConfigMixin):
             if isinstance(m, (nn.Conv1d, nn.Linear)):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
+        # Start quiet (magnitude e^-4 per bin), not at full scale: the first steps stay sane.
+        nn.init.constant_(self.head.bias[: self.n_bins], -4.0)
 
     def logmel(self) -> LogMel:
         """The exact LogMel this vocoder inverts."""
@@ -123,14 +125,16 @@ STFT_RESOLUTIONS = ((256, 64), (512, 128), (1024, 256))  # (n_fft = window, hop)
 def _stft_mag(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
     window = torch.hann_window(n_fft, device=x.device)
     spec = torch.stft(x.float(), n_fft, hop, n_fft, window, center=True, return_complex=True)
-    return spec.abs().clamp(min=1e-7)
+    # Floor at 1e-5 (about -100 dB for a full-scale sine): digital silence must not dominate the log term.
+    return spec.abs().clamp(min=1e-5)
 
 
 def multi_resolution_stft_distance(pred: torch.Tensor, target: torch.Tensor, reduce: bool = True) -> torch.Tensor:
     """Mean over three resolutions of spectral convergence + L1 of log magnitudes.
 
     pred, target: waveforms [B,S] or [B,1,S]. Lower is better; 0 only for equal magnitudes.
-    With reduce=False returns one value per batch item.
+    reduce=True gives one number for the batch (spectral convergence over the whole batch, so a
+    silent crop cannot blow it up); reduce=False gives one value per batch item.
     """
     if pred.dim() == 3:
         pred = pred[:, 0]
@@ -138,14 +142,14 @@ def multi_resolution_stft_distance(pred: torch.Tensor, target: torch.Tensor, red
         target = target[:, 0]
     n = min(pred.shape[-1], target.shape[-1])
     pred, target = pred[..., :n], target[..., :n]
+    dims = (-3, -2, -1) if reduce else (-2, -1)
     total = 0.0
     for n_fft, hop in STFT_RESOLUTIONS:
         p, t = _stft_mag(pred, n_fft, hop), _stft_mag(target, n_fft, hop)
-        sc = torch.linalg.vector_norm(t - p, dim=(-2, -1)) / torch.linalg.vector_norm(t, dim=(-2, -1)).clamp(min=1e-7)
-        log_l1 = (t.log() - p.log()).abs().mean(dim=(-2, -1))
+        sc = torch.linalg.vector_norm(t - p, dim=dims) / torch.linalg.vector_norm(t, dim=dims)
+        log_l1 = (t.log() - p.log()).abs().mean(dim=dims)
         total = total + sc + log_l1
-    total = total / len(STFT_RESOLUTIONS)
-    return total.mean() if reduce else total
+    return total / len(STFT_RESOLUTIONS)
 
 
 # ---- baseline ------------------------------------------------------------------------------------------------------
