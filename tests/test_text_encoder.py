@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from seedance.data.captions import heldout_captions, heldout_phrasings, training_corpus
+from seedance.data.captions import heldout_captions, heldout_phrases, heldout_phrasings, training_corpus, words_of
 from seedance.errors import SeedanceError, WeightsError
 from seedance.models.engram import EngramMemory, HostEngramTable, NgramHasher
 from seedance.models.moe import MoEFeedForward, grouped_mm_works
@@ -66,6 +66,17 @@ def test_corpus_is_deterministic_and_heldout_sets_do_not_overlap_training(corpus
     phrasings = heldout_phrasings(40, seed=1, exclude=set(corpus))
     assert len(held) == 40 and len(phrasings) == 40
     assert not (set(held) | set(phrasings)) & set(corpus)
+
+
+def test_augmented_corpus_never_contains_a_heldout_phrasing():
+    words = ["imagine", "hear", "watch", "sound", "picture", "every", "note", "river", "table", "quickly"]
+    corpus = training_corpus(600, seed=2, augment_fraction=0.6, words=words, bag_fraction=0.2)
+    assert any(c.split()[0] in words for c in corpus)  # word bags and insertions are there
+    text = "\n".join(f" {words_of(c)} " for c in corpus)
+    for phrase in heldout_phrases():
+        assert f" {phrase} " not in text, phrase
+    held = heldout_phrasings(30, seed=2)
+    assert all(any(f" {p} " in f" {words_of(h)} " for p in heldout_phrases()) for h in held)
 
 
 # ---- tokenizer --------------------------------------------------------------------------------------------------
@@ -349,6 +360,8 @@ def test_two_process_training_stops_and_resumes(tmp_path):
         "1",
         "--warmup",
         "1",
+        "--balance-steps",
+        "5",
         "--export",
         str(export),
         *small,
@@ -375,5 +388,6 @@ def test_two_process_training_stops_and_resumes(tmp_path):
     assert emb.shape == (1, 384) and bool(torch.isfinite(emb).all())
     info = json.loads((export / "text_encoder" / "train_info.json").read_text())
     assert info["processes"] == 2 and info["steps"] == 4
+    assert len(info["routing_calibration"]["train_text_imbalance"]) == 2  # one number per MoE layer
     biases = np.array([m.route_bias.numpy() for m in te.moe_layers()])
     assert np.abs(biases).sum() > 0  # the balancing updates ran and were saved with the weights

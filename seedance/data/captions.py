@@ -150,7 +150,7 @@ HELDOUT_FRAMES = {
     ),
     "face": (
         "with a {voice}, a {face} cartoon with {lips} lips pronounces '{text}' {rate} against {bg}",
-        "the words '{text}' come from a {face} face, spoken {rate} in a {voice}, {bg} behind it",
+        "'{text}' comes out of a {face} face, spoken {rate} in a {voice}, {bg} behind it",
     ),
 }
 
@@ -171,34 +171,62 @@ EXTRA_OPENERS = ("here is ", "a scene where ", "video showing ", "an animation o
                  "render of ", "demo: ", "shown: ", "clip showing ", "a loop of ")  # fmt: skip
 
 
-def heldout_words() -> frozenset[str]:
-    """Every word of the held-out frames and openers: kept out of the random-word augmentation."""
-    text = " ".join([*HELDOUT_OPENERS, *(f for frames in HELDOUT_FRAMES.values() for f in frames)])
-    text = re.sub(r"\{[a-z_]+\}", " ", text)
-    return frozenset(re.findall(r"[a-z]+", text.lower()))
+_FUNCTION_WORDS = frozenset({"a", "an", "the", "and", "of", "in", "on", "at", "with", "to", "by", "is"})
+
+
+def words_of(text: str) -> str:
+    """Lowercase words joined by single spaces (punctuation dropped): for phrase-overlap checks."""
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def heldout_phrases() -> tuple[str, ...]:
+    """The held-out frames' literal runs of 3+ words and the multi-word held-out openers, as `words_of` text.
+
+    None of them may occur in a training caption (tests/test_text_encoder.py checks): the frames stay
+    unseen even though single common words ("hear", "imagine") may turn up among the augmentation words.
+    """
+
+    def distinctive(run: str) -> bool:  # 3+ words, or 2 words neither of which is a function word
+        words = run.split()
+        return len(words) >= 3 or (len(words) == 2 and not set(words) & _FUNCTION_WORDS)
+
+    runs = [words_of(o) for o in HELDOUT_OPENERS if len(words_of(o).split()) >= 2]
+    for frame in (f for frames in HELDOUT_FRAMES.values() for f in frames):
+        runs += [words_of(chunk) for chunk in re.split(r"\{[a-z_]+\}", frame) if distinctive(words_of(chunk))]
+    return tuple(runs)
 
 
 def augment(text: str, rng: np.random.Generator, words: Sequence[str] = ()) -> str:
-    """One random edit: shuffled clauses, inserted general-English words, a new opener, or a dropped word.
+    """One random edit: shuffled clauses, inserted common words, a new opener, a dropped or swapped word.
 
-    The teacher re-embeds the edited caption, so the student learns how word order and unfamiliar
-    words move the teacher's embedding, without ever seeing the held-out frames.
+    `words` is a generic list of common English words (the recipe takes the teacher's WordPiece
+    vocabulary). The teacher re-embeds the edited caption, so the student learns how word order and
+    words outside the caption vocabulary move the teacher's embedding.
     """
-    op = int(rng.integers(4))
+    op = int(rng.integers(5))
     clauses = [c for c in re.split(r"\s*[,;:]\s*", text) if c]
     if op == 0 and len(clauses) > 1:
         order = rng.permutation(len(clauses))
         return pick(rng, (", ", "; ", " - ", ", and ")).join(clauses[i] for i in order)
     tokens = text.split()
     if op == 1 and words:
-        for _ in range(int(rng.integers(1, 4))):
+        for _ in range(int(rng.integers(2, 6))):
             tokens.insert(int(rng.integers(len(tokens) + 1)), pick(rng, words))
         return " ".join(tokens)
-    if op == 2 or len(tokens) < 3:
-        filler = " ".join(pick(rng, words) for _ in range(int(rng.integers(1, 3)))) + " " if words else ""
-        return (pick(rng, EXTRA_OPENERS) if rng.random() < 0.6 or not words else filler) + text
-    del tokens[int(rng.integers(len(tokens)))]
+    if op == 2 or len(tokens) < 3 or not words:
+        filler = " ".join(pick(rng, words) for _ in range(int(rng.integers(1, 4)))) + " " if words else ""
+        return (pick(rng, EXTRA_OPENERS) if rng.random() < 0.5 or not words else filler) + text
+    i = int(rng.integers(len(tokens)))
+    if op == 3:
+        del tokens[i]
+    else:
+        tokens[i] = pick(rng, words)
     return " ".join(tokens)
+
+
+def word_bag(rng: np.random.Generator, words: Sequence[str]) -> str:
+    """3-9 common words in random order: the teacher's view of words the captions never use."""
+    return " ".join(pick(rng, words) for _ in range(int(rng.integers(3, 10))))
 
 
 def vary_surface(text: str, rng: np.random.Generator) -> str:
@@ -215,14 +243,14 @@ def vary_surface(text: str, rng: np.random.Generator) -> str:
     return text
 
 
-def training_corpus(n: int, seed: int = 0, augment_fraction: float = 0.0, words: Sequence[str] = ()) -> list[str]:
+def training_corpus(
+    n: int, seed: int = 0, augment_fraction: float = 0.0, words: Sequence[str] = (), bag_fraction: float = 0.0
+) -> list[str]:
     """`n` unique training captions: 55% scene generators, 30% paraphrases, 15% short prompts.
 
-    With augment_fraction > 0, that share of captions also gets one `augment` edit; `words` (general
-    English, e.g. the teacher's vocabulary) must not contain held-out frame words (`heldout_words`).
+    With augment_fraction > 0, that share of captions also gets one `augment` edit; with `words`,
+    bag_fraction of the corpus are `word_bag`s instead of captions.
     """
-    if words and set(words) & heldout_words():
-        raise ValueError("the augmentation words include held-out frame words; filter them with heldout_words()")
     out: dict[str, None] = {}
     i = 0
     while len(out) < n and i < 50 * n:
@@ -237,7 +265,10 @@ def training_corpus(n: int, seed: int = 0, augment_fraction: float = 0.0, words:
             text = (paraphrase if r < 0.85 else short_prompt)(scene, labels, rng)
         if augment_fraction > 0 and rng.random() < augment_fraction:
             text = augment(text, rng, words)
-        out.setdefault(vary_surface(text, rng))
+        text = vary_surface(text, rng)
+        if words and bag_fraction > 0 and rng.random() < bag_fraction:  # drawn last: other captions keep theirs
+            text = word_bag(rng, words)
+        out.setdefault(text)
         i += 1
     return list(out)
 
