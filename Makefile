@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.stamp
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv demo test lint app bench clean
+.PHONY: venv system-deps demo test lint app bench clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,10 +18,20 @@ $(STAMP): pyproject.toml requirements.lock
 
 venv: $(STAMP)
 
+# The browser test drives Debian's chromium (never a downloaded browser). Installed when missing
+# and apt-get is usable (root); otherwise that one test is skipped with the reason shown.
+system-deps:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
+	      || echo "warning: could not install chromium; the browser test will be skipped"; \
+	  else echo "warning: chromium/chromedriver missing (apt-get install chromium chromium-driver); browser test skipped"; fi; \
+	fi
+
 demo: venv
 	$(VENV)/bin/seedance demo --out samples
 
-test: venv
+test: venv system-deps
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
