@@ -32,6 +32,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -345,8 +346,9 @@ def main(argv: list[str] | None = None) -> None:
     from tqdm.auto import tqdm
 
     from seedance.models.text_encoder import EngramMoETextEncoder
-    from seedance.models.tokenizer import SeedanceTokenizer
+    from seedance.models.tokenizer import PromptTruncatedWarning, SeedanceTokenizer
 
+    warnings.filterwarnings("ignore", category=PromptTruncatedWarning)  # a long caption is cut: fine in training
     out = Path(args.out)
     # cpu=True where there is no GPU, so a torchrun-style launch (`accelerate launch --multi_gpu --num_processes 2`)
     # on a CPU-only machine becomes 2 gloo processes. (accelerate 1.x's `--cpu --num_processes 2` starts a single
@@ -391,7 +393,8 @@ def main(argv: list[str] | None = None) -> None:
         accelerator.load_state(str(path))
         minutes_before = json.loads((path / "trainer_state.json").read_text()).get("train_minutes", 0.0)
         accelerator.print(f"resumed from {path} (step {start_step})")
-    accelerator.init_trackers("text_encoder", config={k: v for k, v in vars(args).items() if v is not None})
+    hparams = {k: (" ".join(map(str, v)) if isinstance(v, list | tuple) else v) for k, v in vars(args).items()}
+    accelerator.init_trackers("text_encoder", config={k: v for k, v in hparams.items() if v is not None})
     counts = raw.parameter_counts()
     accelerator.print(
         f"model: {counts['params_total']:,} parameters, {counts['params_active']:,} active per token; "
