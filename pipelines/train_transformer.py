@@ -58,6 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num-clips", type=int, default=4000, help="SyncWorld train clips in the cache")
     p.add_argument("--shard-size", type=int, default=64)
     p.add_argument("--text-len", type=int, default=48, help="text tokens kept per caption in the cache")
+    p.add_argument("--holdout", type=int, default=64, help="cached clips kept out of training for diagnostics")
     # model
     p.add_argument("--layers", type=int, default=6)
     p.add_argument("--video-dim", type=int, default=192)
@@ -77,6 +78,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--p-a2v", type=float, default=0.25, help="share of samples with clean audio, noised video")
     p.add_argument("--p-nocm", type=float, default=0.1, help="share of samples run without cross-modal attention")
     p.add_argument("--text-dropout", type=float, default=0.1)
+    p.add_argument("--couple-steps", type=int, default=0,
+                   help="first steps of a coupling phase: more conditional samples, more high-noise samples")
+    p.add_argument("--couple-p-v2a", type=float, default=0.4)
+    p.add_argument("--couple-p-a2v", type=float, default=0.4)
+    p.add_argument("--couple-sigma-mean", type=float, default=0.5)
     p.add_argument("--sigma-mean", type=float, default=0.0, help="logit-normal mean")
     p.add_argument("--sigma-std", type=float, default=1.0, help="logit-normal std")
     p.add_argument("--sigma-floor", type=float, default=0.05, help="floor of sigma in the velocity loss weight")
@@ -285,6 +291,14 @@ def step_generator(seed: int, step: int, rank: int, salt: int = 0) -> torch.Gene
     return torch.Generator().manual_seed((seed * 1_000_003 + step * 7919 + rank * 104_729 + salt) % (2**63))
 
 
+def phase_args(args, step: int):
+    """The objective's settings at `step`: the coupling phase first (if any), then the main mix."""
+    if step < args.couple_steps:
+        return argparse.Namespace(**{**vars(args), "p_v2a": args.couple_p_v2a, "p_a2v": args.couple_p_a2v,
+                                     "sigma_mean": args.couple_sigma_mean})
+    return args
+
+
 def draw_batch(tensors: dict, null: dict, args, n: int, gen: torch.Generator, indices: torch.Tensor | None = None):
     """A training batch with its noise levels and conditioning choices, all drawn from `gen`."""
     count = tensors["latents"].shape[0]
@@ -404,29 +418,29 @@ def resume(accelerator, out: Path, ema: EMA) -> int:
 def latent_sync_diagnostics(model, tensors, null, args, n_batches: int) -> dict[str, float]:
     """How much cross-modal attention lowers the conditional losses on fixed held-out draws.
 
-    v2a_gain = audio loss without coupling - audio loss with coupling, on video-to-audio draws (clean video,
-    noised audio, sigma around 0.5); a2v_gain likewise for the video. The *_shuffled variants give the model
-    the clean partner of another clip: a model that reads its partner for timing gets a smaller gain there
-    (or a loss), a model that ignores it gets the same gain."""
+    v2a_gain = (audio loss without coupling - audio loss with coupling) / loss without, on video-to-audio
+    draws (clean video, noised audio); a2v_gain likewise for the video; at mid noise (sigma ~ 0.5) and high
+    noise (sigma ~ 0.8, where the timing of events is still open). The *_shuffled variants give the model the
+    clean partner of another clip: a model that reads its partner for timing loses there, one that ignores
+    it gains the same."""
     logs: dict[str, list[float]] = {}
-    for k in range(n_batches):
-        n = min(32, tensors["latents"].shape[0])
-        vargs = argparse.Namespace(**{**vars(args), "text_dropout": 0.0, "p_nocm": 0.0})
-        for mode in ("v2a", "a2v"):
-            margs = argparse.Namespace(**{**vars(vargs), "p_v2a": 1.0 if mode == "v2a" else 0.0,
-                                          "p_a2v": 1.0 if mode == "a2v" else 0.0, "sigma_std": 0.5})
-            b = draw_batch(tensors, null, margs, n, step_generator(args.seed, 10**9 + k, 0, salt=1))
-            key = "audio" if mode == "v2a" else "video"
-            on = flow_loss(model, b, args, cross_modal=True)[key].mean().item()
-            off = flow_loss(model, b, args, cross_modal=False)[key].mean().item()
-            # shuffled partner: the given modality comes from another clip
-            perm = torch.roll(torch.arange(n), 1)
-            given = "x0_v" if mode == "v2a" else "x0_a"
-            shuffled = {**b, given: b[given][perm]}
-            wrong = flow_loss(model, shuffled, args, cross_modal=True)[key].mean().item()
-            logs.setdefault(f"sync/{mode}_gain", []).append(off - on)
-            logs.setdefault(f"sync/{mode}_gain_shuffled", []).append(off - wrong)
-            logs.setdefault(f"sync/{mode}_loss", []).append(on)
+    n = min(32, tensors["latents"].shape[0])
+    for level, (mean, std) in {"mid": (0.0, 0.5), "high": (1.5, 0.3)}.items():
+        for k in range(n_batches):
+            for mode in ("v2a", "a2v"):
+                margs = argparse.Namespace(**{**vars(args), "text_dropout": 0.0, "p_nocm": 0.0,
+                                              "p_v2a": float(mode == "v2a"), "p_a2v": float(mode == "a2v"),
+                                              "sigma_mean": mean, "sigma_std": std})
+                b = draw_batch(tensors, null, margs, n, step_generator(args.seed, 10**9 + k, 0, salt=1))
+                key = "audio" if mode == "v2a" else "video"
+                on = flow_loss(model, b, args, cross_modal=True)[key].mean().item()
+                off = flow_loss(model, b, args, cross_modal=False)[key].mean().item()
+                given = "x0_v" if mode == "v2a" else "x0_a"
+                shuffled = {**b, given: b[given][torch.roll(torch.arange(n), 1)]}  # partner from another clip
+                wrong = flow_loss(model, shuffled, args, cross_modal=True)[key].mean().item()
+                logs.setdefault(f"sync/{mode}_gain_{level}", []).append((off - on) / off)
+                logs.setdefault(f"sync/{mode}_gain_{level}_shuffled", []).append((off - wrong) / off)
+                logs.setdefault(f"sync/{mode}_loss_{level}", []).append(on)
     return {k: float(np.mean(v)) for k, v in logs.items()}
 
 
@@ -435,6 +449,28 @@ def within_one_frame(frames_list, audio_list, fps: int, sr: int) -> tuple[float,
 
     offsets = [av_offset(f, a, fps, sr).offset_frames for f, a in zip(frames_list, audio_list)]
     return float(np.mean([abs(o) <= 1 for o in offsets])), offsets
+
+
+def mean_event_f1(frames_list, audio_list, fps: int, sr: int) -> float:
+    """Audio onsets against visual motion peaks, matched within one frame (NaN clips skipped)."""
+    from seedance.eval.events import event_f1
+
+    scores = [event_f1(f, a, fps, sr).score for f, a in zip(frames_list, audio_list)]
+    scores = [x for x in scores if not np.isnan(x)]
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def onset_f1_against_truth(audio_list, events_list, fps: int, sr: int) -> float:
+    """Audio onsets against the scene's ground-truth event times (within one frame)."""
+    from seedance.eval.events import audio_onset_times, match_events
+
+    scores = []
+    for audio, events in zip(audio_list, events_list):
+        onsets = audio_onset_times(audio, sr)
+        total = len(onsets) + len(events)
+        if total:
+            scores.append(2 * match_events(onsets, np.asarray(events), 1.0 / fps) / total)
+    return float(np.mean(scores)) if scores else float("nan")
 
 
 @torch.no_grad()
@@ -459,6 +495,11 @@ def generated_sync(pipe, args, step: int, out_dir: Path | None) -> dict[str, flo
     logs["val/joint_within1_shuffled"], _ = within_one_frame(frames, audio[1:] + audio[:1], fps, sr)
     logs["val/v2a_within1"], _ = within_one_frame([s.frames for s in tests], v2a, fps, sr)
     logs["val/real_within1"], _ = within_one_frame([s.frames for s in tests], [s.audio for s in tests], fps, sr)
+    logs["val/joint_event_f1"] = mean_event_f1(frames, audio, fps, sr)
+    logs["val/joint_event_f1_shuffled"] = mean_event_f1(frames, audio[1:] + audio[:1], fps, sr)
+    logs["val/v2a_truth_f1"] = onset_f1_against_truth(v2a, [s.events for s in tests], fps, sr)
+    logs["val/v2a_truth_f1_shuffled"] = onset_f1_against_truth(v2a[1:] + v2a[:1], [s.events for s in tests], fps, sr)
+    logs["val/real_truth_f1"] = onset_f1_against_truth([s.audio for s in tests], [s.events for s in tests], fps, sr)
     if out_dir is not None:
         from seedance.data.media import write_clip
 
@@ -537,6 +578,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.cache_only:
         return 0
     tensors, null, meta = load_cache(cache)
+    count = tensors["latents"].shape[0]
+    holdout = min(args.holdout, count // 4)
+    held = {k: v[count - holdout:] for k, v in tensors.items()} if holdout else tensors
+    tensors = {k: v[: count - holdout] for k, v in tensors.items()}
     accelerator.print(f"cache: {tensors['latents'].shape[0]} clips, video latents {list(tensors['latents'].shape[1:])}"
                       f" std {tensors['latents'].std():.2f}, audio latents {list(tensors['audio_latents'].shape[1:])}"
                       f" std {tensors['audio_latents'].std():.2f}")
@@ -565,7 +610,7 @@ def main(argv: list[str] | None = None) -> int:
     for step in bar:
         model.train()
         gen = step_generator(args.seed, step, accelerator.process_index)
-        batch = draw_batch(tensors, null, args, local_batch, gen)
+        batch = draw_batch(tensors, null, phase_args(args, step), local_batch, gen)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, args)
         with accelerator.autocast():
@@ -592,7 +637,7 @@ def main(argv: list[str] | None = None) -> int:
             save_checkpoint(accelerator, out, done, ema, args)
         if args.val_every > 0 and (done % args.val_every == 0 or done == args.steps):
             if accelerator.is_main_process:
-                val = validate(accelerator.unwrap_model(model), ema, comps, tensors, null, args, done, out)
+                val = validate(accelerator.unwrap_model(model), ema, comps, held, null, args, done, out)
                 accelerator.log(val, step=done)
                 accelerator.print(f"step {done} validation: " + json.dumps({k: round(v, 4) for k, v in val.items()}))
             accelerator.wait_for_everyone()
