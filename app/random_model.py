@@ -50,7 +50,7 @@ def build_random_pipeline(folder: str | Path, seed: int = 0, steps: int = 2) -> 
         in_channels=latent_v, audio_in_channels=latent_a, num_layers=1, video_dim=32, video_heads=2, audio_dim=32,
         audio_heads=2, cross_modal_dim=32, cross_modal_heads=2, text_dim=text_dim, pooled_text_dim=text_dim,
     )
-    vae = VideoVAE(latent_channels=latent_v, base_channels=8)
+    vae = VideoVAE(latent_channels=latent_v, base_channels=12)
     audio_vae = AudioVAE(latent_channels=latent_a, hidden_channels=16, latent_hidden_channels=16, blocks=1)
     vocoder = Vocoder(dim=16, num_blocks=1)
     pipe = SeedancePipeline(tokenizer=tokenizer, text_encoder=text_encoder.eval(), transformer=transformer.eval(),

@@ -2,6 +2,7 @@
 
     python bench/app_load.py                  # 8 concurrent requests, the shipped model
     python bench/app_load.py --requests 8 --steps 4 --concurrency 1
+    python bench/app_load.py --quick          # 4 steps (bench/run_all.py --quick)
 
 Starts the app in this process on a free 127.0.0.1 port (the model loaded once),
 sends one warm-up request, then submits all requests at the same moment. Each
@@ -62,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     parser.add_argument("--duration", type=float, default=2.0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--quick", action="store_true", help="4 sampling steps (still 8 requests, all checked)")
     args = parser.parse_args(argv)
+    if args.quick and args.steps is None:
+        args.steps = 4
 
     import torch
     from gradio_client import Client
