@@ -320,6 +320,51 @@ def read_clip(
     )
 
 
+@dataclass
+class MediaInfo:
+    path: str
+    width: int
+    height: int
+    fps: float  # average frame rate of the video stream
+    duration_s: float | None
+    has_audio: bool
+    audio_channels: int
+    audio_sample_rate: int
+    video_codec: str
+    audio_codec: str | None
+
+
+def probe_clip(path: str | os.PathLike) -> MediaInfo:
+    """Stream facts of a media file without decoding it (dimensions, rates, codecs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"cannot read {path}: no such file; check the path")
+    try:
+        container = av.open(str(path), mode="r")
+    except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as e:
+        raise MediaError(
+            f"cannot read {path}: not a readable media file ({_one_line(e)}); give an mp4, mov, mkv or webm clip"
+        ) from None
+    with container:
+        if not container.streams.video:
+            raise MediaError(f"cannot read {path}: it has no video stream; give a clip with pictures")
+        v = container.streams.video[0]
+        a = container.streams.audio[0] if container.streams.audio else None
+        rate = v.average_rate or v.guessed_rate or v.base_rate
+        return MediaInfo(
+            path=str(path),
+            width=int(v.codec_context.width),
+            height=int(v.codec_context.height),
+            fps=float(rate) if rate else 0.0,
+            duration_s=container.duration / 1e6 if container.duration else None,
+            has_audio=a is not None,
+            audio_channels=int(a.codec_context.channels) if a is not None else 0,
+            audio_sample_rate=int(a.codec_context.sample_rate) if a is not None else 0,
+            video_codec=v.codec_context.name,
+            audio_codec=a.codec_context.name if a is not None else None,
+        )
+
+
 class _VideoResampler:
     """Collects decoded frames and emits frames at a constant rate by presentation time."""
 
@@ -587,4 +632,4 @@ def _unlink_quietly(p) -> None:
         pass
 
 
-__all__ = ["MediaClip", "read_clip", "write_clip", "CONTAINERS"]
+__all__ = ["CONTAINERS", "MediaClip", "MediaInfo", "probe_clip", "read_clip", "write_clip"]

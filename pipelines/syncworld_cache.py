@@ -1,0 +1,93 @@
+"""Render SyncWorld clips once and keep them on disk for the evaluation models' recipes.
+
+One safetensors file per (preset, split, scene, n) with frames uint8 [N,F,H,W,3]
+and audio float32 [N,S], plus a JSON sidecar with each clip's caption, labels
+and event times. Files are written atomically, so an interrupted render leaves
+nothing half-written behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from seedance.config import ClipPreset
+
+
+@dataclass
+class ClipSet:
+    frames: np.ndarray  # uint8 [N,F,H,W,3]
+    audio: np.ndarray  # float32 [N,S]
+    scenes: list[str] = field(default_factory=list)
+    captions: list[str] = field(default_factory=list)
+    labels: list[dict] = field(default_factory=list)
+    events: list[list[float]] = field(default_factory=list)  # seconds
+
+    def __len__(self) -> int:
+        return int(self.frames.shape[0])
+
+    @staticmethod
+    def concat(sets: list[ClipSet]) -> ClipSet:
+        return ClipSet(
+            frames=np.concatenate([s.frames for s in sets]),
+            audio=np.concatenate([s.audio for s in sets]),
+            scenes=sum((s.scenes for s in sets), []),
+            captions=sum((s.captions for s in sets), []),
+            labels=sum((s.labels for s in sets), []),
+            events=sum((s.events for s in sets), []),
+        )
+
+
+def cache_file(cache: Path, preset: ClipPreset, scene: str, split: str, n: int, first_seed: int = 0) -> Path:
+    return cache / f"eval_{preset.name}_{split}_{scene}_{first_seed}_{n}.safetensors"
+
+
+def render(preset: ClipPreset, scene: str, split: str, n: int, first_seed: int = 0) -> ClipSet:
+    from seedance.data.syncworld import make_sample
+
+    frames, audio, captions, labels, events = [], [], [], [], []
+    for seed in range(first_seed, first_seed + n):
+        s = make_sample(scene, seed, preset, split)
+        frames.append(s.frames[: preset.num_frames])
+        a = s.audio[: preset.num_samples]
+        audio.append(np.pad(a, (0, preset.num_samples - a.shape[0])))
+        captions.append(s.caption)
+        labels.append(s.labels)
+        events.append([float(t) for t in s.events])
+    return ClipSet(np.stack(frames), np.stack(audio).astype(np.float32), [scene] * n, captions, labels, events)
+
+
+def load_or_render(
+    cache: Path, preset: ClipPreset, scene: str, split: str, n: int, first_seed: int = 0, verbose: bool = True
+) -> ClipSet:
+    from safetensors.numpy import load_file, save_file
+
+    path = cache_file(cache, preset, scene, split, n, first_seed)
+    meta = path.with_suffix(".json")
+    if path.is_file() and meta.is_file():
+        t = load_file(str(path))
+        info = json.loads(meta.read_text())
+        return ClipSet(t["frames"], t["audio"], [scene] * n, info["captions"], info["labels"], info["events"])
+    t0 = time.time()
+    clips = render(preset, scene, split, n, first_seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file({"frames": clips.frames, "audio": clips.audio}, str(tmp))
+    os.replace(tmp, path)
+    tmp_meta = meta.with_name(f".{meta.name}.{os.getpid()}.tmp")
+    tmp_meta.write_text(json.dumps({"captions": clips.captions, "labels": clips.labels, "events": clips.events}))
+    os.replace(tmp_meta, meta)
+    if verbose:
+        print(f"rendered {n} {split} {scene} clips in {time.time() - t0:.0f} s -> {path}", flush=True)
+    return clips
+
+
+def load_scenes(
+    cache: Path, preset: ClipPreset, scenes: tuple[str, ...], split: str, n: int, first_seed: int = 0
+) -> ClipSet:
+    return ClipSet.concat([load_or_render(cache, preset, s, split, n, first_seed) for s in scenes])

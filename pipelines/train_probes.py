@@ -1,0 +1,298 @@
+#!/usr/bin/env python
+"""Train the prompt-adherence probes (seedance/eval/probes.py) on SyncWorld.
+
+    accelerate launch pipelines/train_probes.py --preset tiny --out runs/probes --export weights/probes
+    accelerate launch --cpu --num_processes 2 pipelines/train_probes.py --preset tiny --out runs/probes2
+
+One network with a head per attribute (scene, colours, count, voice, pitch,
+words), trained with cross-entropy (single-label heads) and binary
+cross-entropy (multi-label heads), each head only on the clips where its
+attribute exists. Each step shows 4 random frames of each clip in time order,
+with flips, brightness noise and audio gain. The pitch cues (gain-independent) are
+computed once per clip.
+
+Data: `--clips-per-scene` training clips per scene (pipelines/syncworld_cache.py,
+shared with the SyncExpert recipe); accuracy measured on held-out test-split
+clips (held-out factor combinations and voices). Resumable like every Seedance
+recipe: <out>/checkpoints/step_N written atomically, the newest complete one
+resumed; tqdm, tensorboard logs in <out>/logs; `--export DIR` writes the final
+model with save_pretrained plus DIR/train_info.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from pipelines.eval_train_common import latest_checkpoint, lr_at, save_checkpoint, step_generator  # noqa: E402
+from pipelines.syncworld_cache import ClipSet, load_scenes  # noqa: E402
+from seedance.config import ClipPreset, get_preset  # noqa: E402
+from seedance.errors import SeedanceError  # noqa: E402
+from seedance.eval.probes import (  # noqa: E402
+    MULTI_LABEL,
+    AttributeProbe,
+    default_classes,
+    sample_frame_indices,
+    targets_from_labels,
+)
+from seedance.models.io import atomic_save_pretrained, atomic_write_bytes  # noqa: E402
+from seedance.models.mel import LogMel, mel_config  # noqa: E402
+
+SCENES = ("face", "bounce", "keys")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--export", type=Path, default=None)
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--model-config", default="{}", help="JSON overrides of AttributeProbe's config")
+    p.add_argument("--scenes", default=",".join(SCENES))
+    p.add_argument("--clips-per-scene", type=int, default=300)
+    p.add_argument("--val-clips-per-scene", type=int, default=60)
+    p.add_argument("--cache", type=Path, default=Path("runs/cache"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-every", type=int, default=250)
+    p.add_argument("--eval-every", type=int, default=500)
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--keep-checkpoints", type=int, default=2)
+    p.add_argument("--max-minutes", type=float, default=None)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    args.scenes = tuple(s.strip() for s in args.scenes.split(",") if s.strip())
+    try:
+        args.model_config = json.loads(args.model_config)
+    except json.JSONDecodeError as exc:
+        p.error(f"--model-config is not valid JSON: {exc}")
+    return args
+
+
+class ProbeData:
+    """Cached clips as tensors, their log-mels and their per-head targets and masks."""
+
+    def __init__(self, clips: ClipSet, preset: ClipPreset, classes: dict[str, list]):
+        self.frames = torch.from_numpy(clips.frames)  # uint8 [N,F,H,W,3]
+        self.audio = torch.from_numpy(clips.audio)  # float [N,S]
+        logmel = LogMel(preset)
+        self.mels = torch.cat([logmel(self.audio[i : i + 64]) for i in range(0, len(self.audio), 64)])  # [N,n_mels,M]
+        self.pitch: torch.Tensor | None = None  # [N,3], filled by cache_pitch (needs the model's settings)
+        self.targets, self.masks = {}, {}
+        rows = [targets_from_labels(lab, classes) for lab in clips.labels]
+        for name, c in classes.items():
+            present = [r[name] is not None for r in rows]
+            self.masks[name] = torch.tensor(present)
+            if name in MULTI_LABEL:
+                zero = np.zeros(len(c), np.float32)
+                self.targets[name] = torch.from_numpy(
+                    np.stack([r[name] if ok else zero for r, ok in zip(rows, present)])
+                )
+            else:
+                self.targets[name] = torch.tensor([r[name] if ok else -1 for r, ok in zip(rows, present)])
+
+    def __len__(self) -> int:
+        return self.frames.shape[0]
+
+    def video(self, idx: torch.Tensor, num_frames: int, g: torch.Generator | None) -> torch.Tensor:
+        """[B,T,3,H,W] in [0,1]: random sorted frames (training) or evenly spread ones (g=None)."""
+        F_ = self.frames.shape[1]
+        if g is None:
+            t = torch.from_numpy(sample_frame_indices(F_, num_frames)).expand(len(idx), -1)
+        else:
+            t = torch.stack([torch.randperm(F_, generator=g)[:num_frames].sort().values for _ in range(len(idx))])
+        x = self.frames[idx[:, None], t].permute(0, 1, 4, 2, 3).float().div(255.0)
+        if g is not None:
+            flip = torch.rand(len(idx), generator=g) < 0.5
+            x[flip] = x[flip].flip(-1)
+            x = x * torch.empty(len(idx), 1, 1, 1, 1).uniform_(0.85, 1.15, generator=g)
+            x = x + torch.randn(x.shape, generator=g) * 0.02
+        return x.clamp(0, 1)
+
+    @torch.no_grad()
+    def cache_pitch(self, model: AttributeProbe) -> None:
+        self.pitch = torch.cat([model.pitch_cues(self.audio[i : i + 64]) for i in range(0, len(self.audio), 64)])
+
+    def sound(self, idx: torch.Tensor, g: torch.Generator | None) -> dict[str, torch.Tensor]:
+        """Model inputs for the audio side: log-mel [B,n_mels,M] (training: a random gain) and pitch cues."""
+        m = self.mels[idx]
+        if g is not None:  # a gain adds its log to a magnitude log-mel (floored at silence); pitch ignores it
+            m = torch.maximum(m + torch.empty(len(idx), 1, 1).uniform_(-1.5, 0.7, generator=g), self.mels.min())
+        return {"mel": m, "pitch": self.pitch[idx]}
+
+
+def probe_loss(logits: dict, data: ProbeData, idx: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    total, logs = 0.0, {}
+    for name, z in logits.items():
+        mask = data.masks[name][idx]
+        if not mask.any():
+            continue
+        target = data.targets[name][idx][mask]
+        if name in MULTI_LABEL:
+            loss = F.binary_cross_entropy_with_logits(z[mask], target)
+        else:
+            loss = F.cross_entropy(z[mask], target)
+        total = total + loss
+        logs[name] = loss.item()
+    return total, logs
+
+
+@torch.no_grad()
+def evaluate(model: AttributeProbe, data: ProbeData, batch: int = 32) -> dict:
+    """Accuracy per head on `data` (multi-label: the top-|true set| classes equal the true set)."""
+    model.eval()
+    hits: dict[str, list] = {name: [] for name in data.targets}
+    for start in range(0, len(data), batch):
+        idx = torch.arange(start, min(len(data), start + batch))
+        logits = model(data.video(idx, model.config.num_frames, None), **data.sound(idx, None))
+        for name, z in logits.items():
+            mask = data.masks[name][idx]
+            if not mask.any():
+                continue
+            target = data.targets[name][idx][mask]
+            z = z[mask]
+            if name in MULTI_LABEL:
+                k = target.sum(dim=1).long()
+                order = z.argsort(dim=1, descending=True)
+                for row, kk, tt in zip(order, k, target):
+                    hits[name].append(bool(set(row[:kk].tolist()) == set(torch.nonzero(tt)[:, 0].tolist())))
+            else:
+                hits[name] += (z.argmax(dim=1) == target).tolist()
+    model.train()
+    return {f"val/{name}_acc": float(np.mean(h)) for name, h in hits.items() if h}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(max(1, args.threads))
+    preset = get_preset(args.preset)
+
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    out: Path = args.out
+    accelerator = Accelerator(log_with="tensorboard", project_dir=str(out / "logs"))
+    set_seed(args.seed)
+    with accelerator.main_process_first():
+        train_clips = load_scenes(args.cache, preset, args.scenes, "train", args.clips_per_scene)
+        val_clips = load_scenes(args.cache, preset, args.scenes, "test", args.val_clips_per_scene)
+    classes = default_classes()
+    train, val = ProbeData(train_clips, preset, classes), ProbeData(val_clips, preset, classes)
+    config = {
+        **mel_config(preset),
+        "fps": float(preset.fps),
+        "height": preset.height,
+        "width": preset.width,
+        "mel_mean": float(train.mels.mean()),
+        "mel_std": float(train.mels.std()),
+        "classes": classes,
+        **args.model_config,
+    }
+    torch.manual_seed(args.seed)
+    model = AttributeProbe(**config)
+    train.cache_pitch(model)
+    val.cache_pitch(model)
+    n_params = sum(p.numel() for p in model.parameters())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=1e-4)
+    model, optimizer = accelerator.prepare(model, optimizer)
+
+    step, seconds = 0, 0.0
+    ckpt = latest_checkpoint(out / "checkpoints")
+    if ckpt is not None:
+        accelerator.load_state(str(ckpt))
+        state = json.loads((ckpt / "train_state.json").read_text())
+        step, seconds = int(state["step"]), float(state["train_seconds"])
+        accelerator.print(f"resumed from {ckpt} (step {step}, {seconds / 60:.1f} min trained)")
+
+    hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in vars(args).items()}
+    accelerator.init_trackers("probes", config=hparams)
+    accelerator.print(
+        f"probes: {n_params / 1e6:.2f} M parameters, {len(train)} training clips, "
+        f"{accelerator.num_processes} process(es) x batch {args.batch_size}, steps {step} -> {args.steps}"
+    )
+    bar = tqdm(
+        total=args.steps,
+        initial=step,
+        desc="probes",
+        disable=not accelerator.is_main_process,
+        mininterval=0.5 if sys.stderr.isatty() else 30,
+    )
+    rank = accelerator.process_index
+    unwrapped = accelerator.unwrap_model(model)
+    num_frames = unwrapped.config.num_frames
+    stopped_early = False
+    model.train()
+    while step < args.steps:
+        t0 = time.time()
+        g = step_generator(args.seed, step, rank)
+        idx = torch.randint(len(train), (args.batch_size,), generator=g)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, args)
+        logits = model(train.video(idx, num_frames, g), **train.sound(idx, g))
+        loss, logs = probe_loss(logits, train, idx)
+        accelerator.backward(loss)
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        seconds += time.time() - t0
+        bar.update(1)
+        if step % args.log_every == 0 or step == args.steps:
+            logs = {f"train/{k}": v for k, v in logs.items()}
+            logs.update({"train/loss": loss.item(), "train/grad_norm": float(grad_norm), "train/lr": lr_at(step, args)})
+            accelerator.log(logs, step=step)
+            bar.set_postfix({"loss": f"{loss.item():.3g}"}, refresh=False)
+        if step % args.eval_every == 0 or step == args.steps:
+            if accelerator.is_main_process:
+                metrics = evaluate(unwrapped, val)
+                accelerator.log(metrics, step=step)
+                bar.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+            accelerator.wait_for_everyone()
+        over_time = args.max_minutes is not None and seconds >= args.max_minutes * 60
+        if step % args.save_every == 0 or step == args.steps or over_time:
+            save_checkpoint(accelerator, out / "checkpoints", step, seconds, args.keep_checkpoints)
+        if over_time and step < args.steps:
+            stopped_early = True
+            break
+    bar.close()
+
+    summary = {"model": "probes", "step": step, "steps": args.steps, "train_minutes": round(seconds / 60, 2)}
+    if accelerator.is_main_process:
+        summary.update(evaluate(unwrapped, val))
+        unwrapped.eval()
+        atomic_write_bytes(out / "train_summary.json", json.dumps(summary, indent=2).encode())
+        if args.export is not None and not stopped_early:
+            atomic_save_pretrained(unwrapped, args.export)
+            info = {
+                **summary,
+                "parameters": n_params,
+                "processes": accelerator.num_processes,
+                "threads": torch.get_num_threads(),
+                "command": "accelerate launch " + " ".join(sys.argv),
+                "recipe": hparams,
+            }
+            atomic_write_bytes(args.export / "train_info.json", json.dumps(info, indent=2).encode())
+            accelerator.print(f"exported the probes to {args.export}")
+        accelerator.print(json.dumps(summary))
+    accelerator.end_training()
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        raise SystemExit(main())
+    except SeedanceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
