@@ -202,8 +202,16 @@ def held_out_sets(n: int, weights: Path) -> dict[str, list[str]]:
         train = set(json.loads(corpus_file.read_text()))
     else:  # regenerate the (deterministic) training corpus from the recipe's arguments
         words = augmentation_words() if recipe.augment_fraction > 0 else []
-        bags = getattr(recipe, "bag_fraction", 0.0)
-        train = set(training_corpus(recipe.corpus_size, recipe.seed, recipe.augment_fraction, words, bags))
+        train = set(
+            training_corpus(
+                recipe.corpus_size,
+                recipe.seed,
+                recipe.augment_fraction,
+                words,
+                recipe.bag_fraction,
+                recipe.grammar_fraction,
+            )
+        )
     return {
         "heldout_captions": heldout_captions(n, seed=recipe.seed, exclude=train),
         "heldout_phrasings": heldout_phrasings(n, seed=recipe.seed, exclude=train),

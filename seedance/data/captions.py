@@ -137,6 +137,94 @@ SHORT = {
     "keys": ("{instrument} playing, {key} {layout}", "{light} lights on {key} {layout}", "{tempo} {instrument} {tune}"),
     "face": ("a {face} face saying {text}", "talking {face} head, {lips} lips", "{face} face says '{text}'"),
 }
+# A clause grammar for more sentence shapes: a main clause plus 1-3 side clauses in random order.
+# (Written without the held-out frames' constructions; the held-out check in the tests covers it.)
+_MAIN = {
+    "bounce": (
+        "{count} {size} {colors} {material} {noun} {motion}",
+        "{count} {colors} {noun} made of {material} {motion}",
+        "{count} {size} {noun} in {colors} {motion}",
+        "{count} {material} {noun} colored {colors} {motion}",
+    ),
+    "keys": (
+        "{instrument} plays a {tempo} {contour} {tune}",
+        "a {contour} {tune} on {instrument} at {bpm}",
+        "{key} {layout} flash {light} to a {instrument} {tune}",
+        "the {instrument} plays a {contour} {tune} and the {key} {layout} light {light}",
+    ),
+    "face": (
+        "a {face} cartoon face with {lips} lips {speech}",
+        "a talking {face} head with a {lips} mouth {speech}",
+        "a {face} character {speech}",
+        "cartoon face ({face}, {lips} lips) {speech}",
+    ),
+}
+_SIDE = {
+    "bounce": (
+        "on a {bg} floor",
+        "the background is {bg}",
+        "set against {bg}",
+        "{bg} all around",
+        "over a {bg} surface",
+        "each landing sounds like {material}",
+        "with {material} clacks",
+        "a {material} thud on each bounce",
+        "{bouncy}",
+        "{size} in size",
+        "{colors} in color",
+    ),
+    "keys": (
+        "the background is {bg}",
+        "on {bg}",
+        "set against {bg}",
+        "{key} {layout} lighting up {light}",
+        "lit note by note in {light}",
+        "at {bpm}",
+        "{tempo} tempo",
+        "the {layout} are {key}",
+        "{light} light on each pressed {layout_one}",
+        "sounds like {instrument}",
+    ),
+    "face": (
+        "the background is {bg}",
+        "on {bg}",
+        "set against {bg}",
+        "in a {voice}",
+        "voiced by a {voice}",
+        "{rate}",
+        "{lips} lips",
+        "lips move with every word",
+        "{voice}",
+    ),
+}
+_MOTION = (("bounces up and down", "bounce up and down"), ("hops across the floor", "hop across the floor"),
+           ("falls and bounces back", "fall and bounce back"), ("lands and rebounds", "land and rebound"),
+           ("jumps around", "jump around"), ("is bouncing", "are bouncing"))  # fmt: skip
+_SPEECH = ("says '{text}'", "speaking the words '{text}'", "talks: '{text}'", "mouthing '{text}' {rate}",
+           "saying '{text}' {rate}", "speaks '{text}' in a {voice}")  # fmt: skip
+_JOIN = (", ", "; ", " - ", ", with ", " and ")
+
+
+def compose(scene: str, labels: dict, rng: np.random.Generator) -> str:
+    """A caption from the clause grammar: main clause and side clauses, shuffled, joined variously."""
+    f = _fields(scene, labels, rng)
+    if scene == "bounce":
+        f["motion"] = pick(rng, _MOTION)[1 if f["noun"].endswith("s") and f["count"] != "a" else 0]
+    elif scene == "keys":
+        f["layout_one"] = f["layout"][:-1]
+    else:
+        f["speech"] = pick(rng, _SPEECH).format(**f)
+    main = pick(rng, _MAIN[scene]).format(**f)
+    sides = [s.format(**f) for s in rng.choice(_SIDE[scene], size=int(rng.integers(1, 4)), replace=False)]
+    clauses = [main, *sides]
+    if rng.random() < 0.3:  # setting or sound first sometimes
+        clauses = [*sides[:1], main, *sides[1:]]
+    text = clauses[0]
+    for clause in clauses[1:]:
+        text += pick(rng, _JOIN) + clause
+    return pick(rng, OPENERS + EXTRA_OPENERS) + text
+
+
 # Sentence frames used only for evaluation: never in the training corpus.
 HELDOUT_FRAMES = {
     "bounce": (
@@ -244,10 +332,16 @@ def vary_surface(text: str, rng: np.random.Generator) -> str:
 
 
 def training_corpus(
-    n: int, seed: int = 0, augment_fraction: float = 0.0, words: Sequence[str] = (), bag_fraction: float = 0.0
+    n: int,
+    seed: int = 0,
+    augment_fraction: float = 0.0,
+    words: Sequence[str] = (),
+    bag_fraction: float = 0.0,
+    grammar_fraction: float = 0.0,
 ) -> list[str]:
     """`n` unique training captions: 55% scene generators, 30% paraphrases, 15% short prompts.
 
+    grammar_fraction of the paraphrases and short prompts come from the clause grammar (`compose`) instead.
     With augment_fraction > 0, that share of captions also gets one `augment` edit; with `words`,
     bag_fraction of the corpus are `word_bag`s instead of captions.
     """
@@ -263,6 +357,8 @@ def training_corpus(
         else:
             labels = sample_labels(scene, scene_seed, "train")
             text = (paraphrase if r < 0.85 else short_prompt)(scene, labels, rng)
+            if grammar_fraction > 0 and rng.random() < grammar_fraction:  # drawn after: others keep theirs
+                text = compose(scene, labels, rng)
         if augment_fraction > 0 and rng.random() < augment_fraction:
             text = augment(text, rng, words)
         text = vary_surface(text, rng)

@@ -229,6 +229,16 @@ class SeedanceTokenizer:
             attention_mask[i, : len(s)] = 1
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 
+    def id_texts(self) -> list[str]:
+        """A normalised text for every compressed id (its first raw piece's); specials keep their names."""
+        texts = [""] * self.vocab_size
+        for raw_id in range(self.raw_vocab_size):
+            c = int(self._map[raw_id])
+            if not texts[c]:
+                piece = self._bpe.id_to_token(raw_id)
+                texts[c] = piece if piece in SPECIAL_TOKENS else normalize_piece(self._bpe.decode([raw_id]))
+        return texts
+
     def tokenize(self, text: str, max_length: int | None = None) -> list[str]:
         """Readable pieces of one prompt, aligned with `encode` (for showing Engram gates per token)."""
         max_length = self.model_max_length if max_length is None else int(max_length)
