@@ -51,9 +51,15 @@ SCENES = ("face", "bounce", "keys")
 
 # Per-model recipe defaults; every one can be overridden on the command line.
 RECIPES = {
-    "video_vae": dict(steps=6000, batch_size=16, lr=3e-4, crop=8, spatial_crop=32, kl_weight=1e-5, delta_weight=0.5),
-    "audio_vae": dict(steps=3000, batch_size=16, lr=1e-3, crop=100, spatial_crop=0, kl_weight=1e-5, delta_weight=0.5),
-    "vocoder": dict(steps=4000, batch_size=16, lr=1e-3, crop=8000, spatial_crop=0, kl_weight=0.0, delta_weight=0.0),
+    "video_vae": dict(
+        steps=6000, batch_size=16, lr=3e-4, crop=8, spatial_crop=32, kl_weight=1e-5, delta_weight=0.5, head_weight=0.0
+    ),
+    "audio_vae": dict(
+        steps=3000, batch_size=16, lr=1e-3, crop=100, spatial_crop=0, kl_weight=1e-5, delta_weight=0.5, head_weight=0.0
+    ),
+    "vocoder": dict(
+        steps=4000, batch_size=16, lr=1e-3, crop=8000, spatial_crop=0, kl_weight=0.0, delta_weight=0.0, head_weight=1.0
+    ),
 }
 
 
@@ -71,6 +77,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--spatial-crop", type=int, default=None, help="video: train on square crops of this size")
     p.add_argument("--kl-weight", type=float, default=None)
     p.add_argument("--delta-weight", type=float, default=None, help="weight of the temporal-difference loss")
+    p.add_argument(
+        "--head-weight",
+        type=float,
+        default=None,
+        help="vocoder: weight of the direct STFT-head losses (magnitude; phase x this)",
+    )
     p.add_argument("--model-config", default="{}", help="JSON overrides of the model's config (e.g. smaller widths)")
     p.add_argument("--scenes", default=",".join(SCENES))
     p.add_argument("--clips-per-scene", type=int, default=200)
@@ -186,6 +198,11 @@ class Task:
 
     def finalize(self, model) -> None:
         """Measure and store statistics the exported model needs (latent mean/std)."""
+
+
+def accelerate_unwrap(model):
+    """The bare model under a DDP wrapper (for helpers that need no gradient sync)."""
+    return getattr(model, "module", model)
 
 
 def delta_l1(pred: torch.Tensor, target: torch.Tensor, dim: int) -> torch.Tensor:
@@ -323,13 +340,28 @@ class VocoderTask(MelTask):
         return wave * gain
 
     def loss(self, model, wave, g):
-        from seedance.models.vocoder import multi_resolution_stft_distance
+        from seedance.models.vocoder import multi_resolution_stft_distance, phase_losses
 
         mel = self.logmel(wave)
-        y = model(mel).float()[:, 0]
+        y, spec = model(mel, return_spectrum=True)
+        y = y.float()[:, 0]
         stft = multi_resolution_stft_distance(y, wave)
         mel_l1 = (self.logmel(y) - mel).abs().mean()
-        return stft + mel_l1, {"stft": stft.item(), "mel_l1": mel_l1.item()}
+        loss = stft + mel_l1
+        logs = {"stft": stft.item(), "mel_l1": mel_l1.item()}
+        if self.args.head_weight:
+            # Supervise the head directly (as APNet does): its magnitude against the target STFT's, and
+            # its phase by anti-wrapped phase, group-delay and instantaneous-frequency errors. Learning the
+            # magnitude only through the waveform mixes it up with the phase errors.
+            target = accelerate_unwrap(model).target_spectrum(wave)
+            mag, mag_t = spec.abs().clamp(min=1e-5), target.abs().clamp(min=1e-5)
+            head_mag = (mag.log() - mag_t.log()).abs().mean() + torch.linalg.vector_norm(
+                mag_t - mag
+            ) / torch.linalg.vector_norm(mag_t)
+            phase = phase_losses(spec, target)
+            loss = loss + head_mag + self.args.head_weight * sum(phase.values())
+            logs.update({"head_mag": head_mag.item(), **{k: v.item() for k, v in phase.items()}})
+        return loss, logs
 
     @torch.no_grad()
     def evaluate(self, model):
@@ -497,6 +529,10 @@ def main(argv: list[str] | None = None) -> int:
                 "recipe": hparams,
             }
             atomic_write_bytes(args.export / "train_info.json", json.dumps(info, indent=2).encode())
+            # Temporary folders and files are private (0700/0600); shipped weights are for everyone to read.
+            os.chmod(args.export, 0o755)
+            for file in args.export.iterdir():
+                os.chmod(file, 0o644)
             accelerator.print(f"exported {args.model} to {args.export}")
         accelerator.print(json.dumps(summary))
     accelerator.end_training()

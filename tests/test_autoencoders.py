@@ -71,7 +71,8 @@ def test_video_vae_shapes_at_tiny_preset():
     with torch.no_grad():
         z = vae.encode(x).latent_dist.mode()
         y = vae.decode(z).sample
-    assert z.shape == (1, 4, TINY.num_frames // 4, TINY.height // 8, TINY.width // 8)
+    sc = vae.config.spatial_compression
+    assert z.shape == (1, 4, TINY.num_frames // 4, TINY.height // sc, TINY.width // sc)
     assert y.shape == x.shape
     assert vae.latent_rate(TINY) == 4.0
 
@@ -157,6 +158,32 @@ def test_vocoder_output_length_and_stft_distance():
     assert multi_resolution_stft_distance(audio * 0.5, audio).item() > 0.3
     gl = GriffinLimVocoder(logmel, n_iter=4)
     assert gl(logmel(audio)).shape == (1, 1, 8000)
+
+
+def test_vocoder_carrier_makes_a_steady_tone_constant():
+    vocoder = Vocoder(**SMALL_VOCODER)
+    k = 40  # a tone exactly at head bin 40
+    n = torch.arange(TINY.num_samples)
+    tone = torch.cos(2 * math.pi * k / vocoder.head_n_fft * n + 0.3)[None]
+    spec = vocoder.target_spectrum(tone)
+    demodulated = torch.remainder(spec.angle() - vocoder.carrier(spec.shape[-1]), 2 * math.pi)[0, k, 8:-8]
+    assert demodulated.std() < 1e-3  # what the net has to output for it: a constant
+
+
+def test_vocoder_mel_prior_starts_near_the_true_magnitude():
+    from seedance.data.syncworld import make_sample
+
+    vocoder = Vocoder(**SMALL_VOCODER).eval()
+    logmel = vocoder.logmel()
+    audio = torch.from_numpy(make_sample("keys", 0, TINY, "train").audio)[None]
+    mel = logmel(audio)
+    with torch.no_grad():
+        _, spec = vocoder(mel, return_spectrum=True)
+    target = vocoder.target_spectrum(audio).abs()
+    prior = torch.matmul(vocoder.mel_inverse, torch.cat([mel, mel[..., -1:]], -1).exp()).clamp(min=0)
+    sc = torch.linalg.vector_norm(target - prior) / torch.linalg.vector_norm(target)
+    assert sc < 0.5
+    assert spec.shape == target.shape
 
 
 # ---- loading errors ------------------------------------------------------------------------------------------------

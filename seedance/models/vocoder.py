@@ -15,6 +15,8 @@ that compares two waveforms by their STFT magnitudes at three resolutions, and
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 import torchaudio
@@ -27,11 +29,11 @@ from seedance.models.mel import LogMel, preset_from_mel_config
 
 
 class ConvNeXtBlock1d(nn.Module):
-    """Depthwise conv (kernel 7) -> LayerNorm -> pointwise MLP x mult -> layer-scaled residual."""
+    """Depthwise conv (kernel 7, dilated) -> LayerNorm -> pointwise MLP x mult -> layer-scaled residual."""
 
-    def __init__(self, dim: int, mult: int = 3, layer_scale: float = 0.1):
+    def __init__(self, dim: int, mult: int = 3, layer_scale: float = 0.1, dilation: int = 1):
         super().__init__()
-        self.dwconv = nn.Conv1d(dim, dim, 7, padding=3, groups=dim)
+        self.dwconv = nn.Conv1d(dim, dim, 7, padding=3 * dilation, dilation=dilation, groups=dim)
         self.norm = nn.LayerNorm(dim)
         self.pw1 = nn.Linear(dim, dim * mult)
         self.pw2 = nn.Linear(dim * mult, dim)
@@ -60,24 +62,35 @@ class Vocoder(ModelMixin, ConfigMixin):
         num_blocks: int = 5,
         mlp_mult: int = 3,
         head_n_fft: int | None = None,
+        dilations: tuple[int, ...] | None = None,
+        mel_prior: bool = True,
         mel_mean: float = -6.0,
         mel_std: float = 3.0,
     ):
         super().__init__()
-        self.head_n_fft = head_n_fft or 4 * hop_length
+        self.head_n_fft = head_n_fft or n_fft
         self.embed = nn.Conv1d(n_mels, dim, 7, padding=3)
         self.norm_in = nn.LayerNorm(dim)
-        self.blocks = nn.ModuleList([ConvNeXtBlock1d(dim, mlp_mult) for _ in range(num_blocks)])
+        # Optional dilations widen the context (measured: no gain at tiny, so none by default).
+        dilations = list(dilations or [1] * num_blocks)
+        if len(dilations) != num_blocks:
+            raise ValueError(f"dilations needs {num_blocks} entries, got {len(dilations)}")
+        self.blocks = nn.ModuleList([ConvNeXtBlock1d(dim, mlp_mult, dilation=d) for d in dilations])
         self.norm_out = nn.LayerNorm(dim)
         self.n_bins = self.head_n_fft // 2 + 1
         self.head = nn.Linear(dim, 2 * self.n_bins)  # log-magnitude and phase per bin
-        self.register_buffer("window", torch.hann_window(self.head_n_fft), persistent=False)
+        # The head's window is the mel's (win_length, zero-padded to head_n_fft): the mel pseudo-inverse
+        # then describes exactly the spectrum the head makes.
+        self.head_win = min(win_length, self.head_n_fft)
+        self.register_buffer("window", torch.hann_window(self.head_win), persistent=False)
+        if mel_prior:
+            self.register_buffer("mel_inverse", mel_pseudo_inverse(self.config, self.head_n_fft), persistent=False)
         for m in self.modules():
             if isinstance(m, (nn.Conv1d, nn.Linear)):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
-        # Start quiet (magnitude e^-4 per bin), not at full scale: the first steps stay sane.
-        nn.init.constant_(self.head.bias[: self.n_bins], -4.0)
+        if not mel_prior:  # start quiet (magnitude e^-4 per bin), not at full scale: the first steps stay sane
+            nn.init.constant_(self.head.bias[: self.n_bins], -4.0)
 
     def logmel(self) -> LogMel:
         """The exact LogMel this vocoder inverts."""
@@ -86,8 +99,14 @@ class Vocoder(ModelMixin, ConfigMixin):
     def set_mel_stats(self, mean: float, std: float) -> None:
         self.register_to_config(mel_mean=float(mean), mel_std=float(std))
 
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        """log-mel [B,n_mels,M] -> waveform [B,1,M*hop]."""
+    def carrier(self, num_frames: int) -> torch.Tensor:
+        """Phase that a bin-centred steady tone advances by, frame t, bin k: 2*pi*k*t*hop/n_fft (mod 2*pi)."""
+        k = torch.arange(self.n_bins, device=self.window.device)[:, None]
+        t = torch.arange(num_frames, device=self.window.device)[None, :]
+        return (k * t * self.config.hop_length % self.head_n_fft).float() * (2 * math.pi / self.head_n_fft)
+
+    def forward(self, mel: torch.Tensor, return_spectrum: bool = False):
+        """log-mel [B,n_mels,M] -> waveform [B,1,M*hop] (and, for training, the complex STFT [B,bins,M+1])."""
         if mel.dim() != 3 or mel.shape[1] != self.config.n_mels:
             raise SeedanceError(f"Vocoder expects log-mel shaped [B,{self.config.n_mels},M], got {tuple(mel.shape)}")
         b, _, m = mel.shape
@@ -101,20 +120,85 @@ class Vocoder(ModelMixin, ConfigMixin):
         for block in self.blocks:
             x = block(x)
         x = self.head(self.norm_out(x.transpose(1, 2)))  # [B, M+1, 2*bins]
-        # 3. STFT head: magnitude = exp(log-mag) (clamped to stay finite), phase as an angle
+        # 3. STFT head: magnitude = exp(log-mag) (clamped to stay finite); phase relative to the carrier:
+        #    a bin-centred steady tone then needs a constant output, which a convolution can produce,
+        #    where the raw STFT phase is a ramp in t that no shift-equivariant net can draw.
+        #    With mel_prior the net predicts a correction to the least-squares inverse of the mel filterbank
+        #    (what Griffin-Lim starts from), so it begins at that magnitude and only learns what it adds.
         log_mag, phase = x.float().transpose(1, 2).chunk(2, dim=1)  # [B, bins, M+1] each
+        if self.config.mel_prior:
+            mel_lin = torch.cat([mel, mel[..., -1:]], dim=-1).float().exp()
+            log_mag = log_mag + torch.matmul(self.mel_inverse, mel_lin).clamp(min=1e-5).log()
         mag = torch.exp(log_mag.clamp(max=6.0))
-        spec = torch.polar(mag, phase)
+        spec = torch.polar(mag, phase + self.carrier(m + 1))
         wave = torch.istft(
             spec,
             n_fft=self.head_n_fft,
             hop_length=hop,
-            win_length=self.head_n_fft,
+            win_length=self.head_win,
             window=self.window,
             center=True,
             length=m * hop,
+        ).unsqueeze(1)
+        return (wave, spec) if return_spectrum else wave
+
+    def target_spectrum(self, wave: torch.Tensor) -> torch.Tensor:
+        """The complex STFT the head should produce for a waveform [B,S] (S a multiple of hop): [B,bins,S/hop+1]."""
+        return torch.stft(
+            wave.float(),
+            n_fft=self.head_n_fft,
+            hop_length=self.config.hop_length,
+            win_length=self.head_win,
+            window=self.window,
+            center=True,
+            return_complex=True,
         )
-        return wave.unsqueeze(1)
+
+
+def mel_pseudo_inverse(cfg, head_n_fft: int) -> torch.Tensor:
+    """[head_n_fft//2+1, n_mels]: least-squares map from mel to linear STFT magnitudes at the head's bins.
+
+    The mel is defined on cfg.n_fft bins; its pseudo-inverse gives magnitudes there, which are then
+    linearly interpolated in frequency to the head's bins (the same spectrum sampled more or less densely).
+    """
+    fb = torchaudio.functional.melscale_fbanks(
+        cfg.n_fft // 2 + 1, 0.0, cfg.sample_rate / 2, cfg.n_mels, cfg.sample_rate, None, "htk"
+    )  # [F, n_mels]
+    pinv = torch.linalg.pinv(fb.T.double()).float()  # [F, n_mels]
+    if head_n_fft == cfg.n_fft:
+        return pinv
+    pos = torch.arange(head_n_fft // 2 + 1, dtype=torch.float64) * cfg.n_fft / head_n_fft
+    lo = pos.floor().long().clamp(max=cfg.n_fft // 2)
+    hi = (lo + 1).clamp(max=cfg.n_fft // 2)
+    frac = (pos - lo).float()[:, None]
+    return pinv[lo] * (1 - frac) + pinv[hi] * frac
+
+
+def _anti_wrap(x: torch.Tensor) -> torch.Tensor:
+    """|x| folded into [0, pi]: a phase error of 2*pi is no error."""
+    return torch.abs(x - 2 * math.pi * torch.round(x / (2 * math.pi)))
+
+
+def phase_losses(
+    pred: torch.Tensor, target: torch.Tensor, terms: tuple[str, ...] = ("ip", "gd", "iaf")
+) -> dict[str, torch.Tensor]:
+    """Anti-wrapped phase losses between complex spectra [B,F,T] (APNet, Ai & Ling 2023), weighted by loudness.
+
+    ip: instantaneous phase; gd: group delay (difference along frequency); iaf: instantaneous angular
+    frequency (difference along time). Bins are weighted by the target magnitude, so the random phase of
+    silence does not pull on the model.
+    """
+    p, t = pred.angle(), target.angle()
+    w = target.abs()
+    w = w / w.sum().clamp(min=1e-8)
+    out = {}
+    if "ip" in terms:
+        out["ip"] = (_anti_wrap(p - t) * w).sum()
+    if "gd" in terms:
+        out["gd"] = (_anti_wrap(p.diff(dim=1) - t.diff(dim=1)) * w[:, 1:]).sum()
+    if "iaf" in terms:
+        out["iaf"] = (_anti_wrap(p.diff(dim=2) - t.diff(dim=2)) * w[..., 1:]).sum()
+    return out
 
 
 # ---- metric / loss -------------------------------------------------------------------------------------------------
