@@ -100,7 +100,9 @@ def wait_for_playable_video(driver) -> dict:
 
 
 def error_toasts(driver) -> list[str]:
-    return [e.text for e in driver.find_elements(By.CSS_SELECTOR, "[data-testid='toast-text']")]
+    """Texts of the error toasts on screen (read in one script call: toasts vanish while being read)."""
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll(\"[data-testid='toast-text']\")).map(e => e.textContent);")
 
 
 def test_generate_in_the_browser_shows_a_playable_video(app_url, browser):
