@@ -44,8 +44,6 @@ if str(ROOT) not in sys.path:  # `accelerate launch pipelines/train_transformer.
 from seedance.config import get_preset  # noqa: E402
 from seedance.errors import SeedanceError  # noqa: E402
 
-CACHE_KEYS = ("latents", "audio_latents", "text_states", "text_mask", "text_pooled")
-
 
 # ---------------------------------------------------------------------------------------------- arguments
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,6 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ff-mult", type=float, default=3.0)
     p.add_argument("--locality", default="2,16", help="initial cross-modal locality slopes lo,hi per second; 'none'")
     p.add_argument("--independent", action="store_true", help="ablation: no cross-modal attention at all")
+    p.add_argument("--cascaded", action="store_true",
+                   help="ablation: half the samples text->video without coupling, half video->audio (sample with "
+                        "cross_modal=False for the video, then video= for the audio)")
     p.add_argument("--prediction-type", default="x0", choices=("x0", "velocity"))
     p.add_argument("--init-from", default=None, help="start from these transformer weights (a save_pretrained dir)")
     # objective
@@ -112,6 +113,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--export", default=None, help="write the EMA transformer (+ scheduler, model_index) here")
     p.add_argument("--export-dtype", default="bf16", choices=("fp32", "bf16", "fp16"))
     p.add_argument("--cache-only", action="store_true", help="build the latent cache and stop")
+    p.add_argument("--render-only", action="store_true", help="render the cache's clips (no weights needed), stop")
     return p.parse_args(argv)
 
 
@@ -167,31 +169,70 @@ def clip_for_index(index: int, scenes: list[str]) -> tuple[str, int]:
     return scenes[index % len(scenes)], index // len(scenes)
 
 
-def build_latent_cache(accelerator, args, comps: dict, cache: Path) -> None:
-    """Render and encode `--num-clips` train clips into shards; process p builds shards p, p+P, ... (resumable)."""
-    from safetensors.torch import save_file
+def render_shard(cache: Path, k: int, args) -> dict:
+    """Frames, audio and metadata of shard k's SyncWorld clips, rendered once into <cache>/renders/."""
+    from safetensors.torch import load_file, save_file
 
     from seedance.data.syncworld import make_sample
     from seedance.models.io import atomic_write_bytes
 
     scenes = [s for s in args.scenes.split(",") if s]
+    folder = cache / "renders"
+    name = f"render_{k:05d}"
+    if (folder / f"{name}.json").is_file():
+        tensors = load_file(str(folder / f"{name}.safetensors"))
+        return {**json.loads((folder / f"{name}.json").read_text()), "frames": tensors["frames"].numpy(),
+                "audio": tensors["audio"].numpy()}
+    indices = range(k * args.shard_size, min((k + 1) * args.shard_size, args.num_clips))
+    samples = [make_sample(*clip_for_index(i, scenes), preset=args.preset, split="train") for i in indices]
+    side = {"captions": [s.caption for s in samples], "labels": [{**s.labels, "seed": s.seed} for s in samples],
+            "events": [s.events for s in samples]}
+    frames = np.stack([s.frames for s in samples])
+    audio = np.stack([s.audio for s in samples])
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{name}.safetensors.tmp"
+    save_file({"frames": torch.from_numpy(frames), "audio": torch.from_numpy(audio)}, str(tmp))
+    os.replace(tmp, folder / f"{name}.safetensors")
+    atomic_write_bytes(folder / f"{name}.json", json.dumps(side).encode())  # the json marks it complete
+    return {**side, "frames": frames, "audio": audio}
+
+
+def my_shards(accelerator, args) -> list[int]:
+    n_shards = math.ceil(args.num_clips / args.shard_size)
+    return [k for k in range(n_shards) if k % accelerator.num_processes == accelerator.process_index]
+
+
+def render_clips(accelerator, args, cache: Path) -> None:
+    """Render this process's shards (no model weights needed): the slow part of the cache, done ahead."""
+    t0 = time.time()
+    for done, k in enumerate(my_shards(accelerator, args)):
+        render_shard(cache, k, args)
+        rate = (done + 1) * args.shard_size / (time.time() - t0)
+        print(f"[render p{accelerator.process_index}] shard {k + 1} ({rate:.1f} clips/s)", flush=True)
+    accelerator.wait_for_everyone()
+
+
+def build_latent_cache(accelerator, args, comps: dict, cache: Path) -> None:
+    """Encode `--num-clips` rendered train clips with the VAEs into shards; process p builds shards p, p+P, ...
+
+    Resumable: finished shards are skipped. Text is not cached (it is encoded when training starts), so a new
+    text encoder does not need a new cache."""
+    from safetensors.torch import save_file
+
+    from seedance.models.io import atomic_write_bytes
+
     cache.mkdir(parents=True, exist_ok=True)
     n_shards = math.ceil(args.num_clips / args.shard_size)
-    mine = [k for k in range(n_shards) if k % accelerator.num_processes == accelerator.process_index]
-    todo = [k for k in mine if not (cache / f"shard_{k:05d}.json").is_file()]
+    todo = [k for k in my_shards(accelerator, args) if not (cache / f"shard_{k:05d}.json").is_file()]
     t0 = time.time()
     for done, k in enumerate(todo):
-        indices = range(k * args.shard_size, min((k + 1) * args.shard_size, args.num_clips))
-        samples = [make_sample(*clip_for_index(i, scenes), preset=args.preset, split="train") for i in indices]
-        tensors = encode_clips(comps, [s.frames for s in samples], [s.audio for s in samples])
-        tensors.update(encode_text(comps, [s.caption for s in samples], args.text_len))
-        tensors["text_states"] = tensors["text_states"].to(torch.bfloat16)  # halves the cache; plenty for text
+        clips = render_shard(cache, k, args)
+        tensors = encode_clips(comps, list(clips["frames"]), list(clips["audio"]))
         name = f"shard_{k:05d}"
         tmp = cache / f".{name}.safetensors.tmp.{accelerator.process_index}"
         save_file({key: v.contiguous() for key, v in tensors.items()}, str(tmp))
         os.replace(tmp, cache / f"{name}.safetensors")
-        side = {"captions": [s.caption for s in samples], "labels": [{**s.labels, "seed": s.seed} for s in samples],
-                "events": [s.events for s in samples]}
+        side = {key: clips[key] for key in ("captions", "labels", "events")}
         atomic_write_bytes(cache / f"{name}.json", json.dumps(side).encode())  # the json marks the shard complete
         rate = (done + 1) * args.shard_size / (time.time() - t0)
         print(f"[cache p{accelerator.process_index}] shard {k + 1}/{n_shards} ({rate:.1f} clips/s)", flush=True)
@@ -200,16 +241,10 @@ def build_latent_cache(accelerator, args, comps: dict, cache: Path) -> None:
         missing = [k for k in range(n_shards) if not (cache / f"shard_{k:05d}.json").is_file()]
         if missing:
             raise SeedanceError(f"latent cache {cache} is missing shards {missing[:5]}; run again to finish it")
-        null = encode_text(comps, [""], args.text_len)
-        null["text_states"] = null["text_states"].to(torch.bfloat16)
-        tmp = cache / ".null_text.safetensors.tmp"
-        save_file({k: v.contiguous() for k, v in null.items()}, str(tmp))
-        os.replace(tmp, cache / "null_text.safetensors")
         meta = {
             "preset": args.preset,
-            "scenes": scenes,
+            "scenes": [s for s in args.scenes.split(",") if s],
             "num_clips": args.num_clips,
-            "text_len": args.text_len,
             "video_latent_rate": comps["vae"].latent_rate(args.preset),
             "audio_latent_rate": comps["audio_vae"].latent_rate(args.preset),
             "video_temporal_compression": comps["vae"].config.temporal_compression,
@@ -220,15 +255,15 @@ def build_latent_cache(accelerator, args, comps: dict, cache: Path) -> None:
     accelerator.wait_for_everyone()
 
 
-def load_cache(cache: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict]:
-    from safetensors.torch import load_file
-
+def load_cache(cache: Path, comps: dict, text_len: int) -> tuple[dict[str, torch.Tensor], dict, dict]:
+    """Cached latents plus the captions' text-encoder states (encoded now, in batches), and the empty prompt's."""
     from seedance.data.datasets import LatentCacheDataset
 
-    ds = LatentCacheDataset(cache, keys=CACHE_KEYS)
-    tensors = {k: v.float() if v.is_floating_point() else v for k, v in ds.tensors.items()}
-    null = load_file(str(cache / "null_text.safetensors"))
-    null = {k: v.float() if v.is_floating_point() else v for k, v in null.items()}
+    ds = LatentCacheDataset(cache, keys=("latents", "audio_latents"))
+    tensors = {k: v.float() for k, v in ds.tensors.items()}
+    parts = [encode_text(comps, ds.captions[i : i + 256], text_len) for i in range(0, len(ds.captions), 256)]
+    tensors.update({k: torch.cat([p[k] for p in parts]) for k in parts[0]})
+    null = encode_text(comps, [""], text_len)
     return tensors, null, ds.meta
 
 
@@ -316,6 +351,12 @@ def draw_batch(tensors: dict, null: dict, args, n: int, gen: torch.Generator, in
     sigma_v = torch.where(video_clean, torch.zeros_like(sigma), sigma)
     sigma_a = torch.where(audio_clean, torch.zeros_like(sigma), sigma)
     cross_modal = (torch.rand(n, generator=gen) >= args.p_nocm).float()
+    if getattr(args, "cascaded", False):  # text->video alone (audio neither read nor trained) or video->audio
+        video_clean = u < 0.5
+        audio_clean = ~video_clean
+        sigma_v = torch.where(video_clean, torch.zeros_like(sigma), sigma)
+        sigma_a = torch.where(audio_clean, torch.zeros_like(sigma), sigma)
+        cross_modal = video_clean.float()
     eps_v = torch.randn(x0_v.shape, generator=gen)
     eps_a = torch.randn(x0_a.shape, generator=gen)
     return {
@@ -569,6 +610,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch_size % accelerator.num_processes:
         raise SeedanceError(f"--batch-size {args.batch_size} must divide over {accelerator.num_processes} processes")
     local_batch = args.batch_size // accelerator.num_processes
+    if args.render_only:
+        render_clips(accelerator, args, cache)
+        return 0
     comps = load_frozen_components(args.weights)
 
     # 1. latent cache (once)
@@ -577,7 +621,7 @@ def main(argv: list[str] | None = None) -> int:
         build_latent_cache(accelerator, args, comps, cache)
     if args.cache_only:
         return 0
-    tensors, null, meta = load_cache(cache)
+    tensors, null, meta = load_cache(cache, comps, args.text_len)
     count = tensors["latents"].shape[0]
     holdout = min(args.holdout, count // 4)
     held = {k: v[count - holdout:] for k, v in tensors.items()} if holdout else tensors
