@@ -22,7 +22,6 @@ import functools
 import logging
 
 import gradio as gr
-import pandas as pd
 
 from app.service import SeedanceService
 from app.validate import MAX_GUIDANCE
@@ -149,8 +148,8 @@ def build_app(service: SeedanceService, default_steps: int | None = None, concur
     @user_errors
     def encode_text(text):
         r = service.inspect_text(text)
-        tokens = pd.DataFrame(r.tokens, columns=r.headers["tokens"])
-        nearest = pd.DataFrame(r.nearest, columns=["rank", "cosine", "training caption"])
+        tokens = {"headers": r.headers["tokens"], "data": r.tokens}
+        nearest = {"headers": ["rank", "cosine", "training caption"], "data": r.nearest}
         return tokens, r.engram_plot, r.routing_plot, r.info, nearest
 
     model_queue = {"concurrency_limit": concurrency, "concurrency_id": "model"}
