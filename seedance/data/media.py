@@ -320,6 +320,47 @@ def read_clip(
     )
 
 
+def read_audio(
+    path: str | os.PathLike, sample_rate: int | None = None, max_seconds: float | None = None
+) -> np.ndarray:
+    """Decode the first audio stream of any file (wav, mp3, ogg, flac, m4a, or a video) to mono float32 [S].
+
+    Time 0 is the audio stream's own start, with encoder delay (AAC priming) honoured.
+    `max_seconds` stops decoding early and raises if the file is longer (a cap for uploads).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"cannot read {path}: no such file; check the path")
+    if path.stat().st_size == 0:
+        raise MediaError(f"cannot read {path}: the file is empty (0 bytes); re-export or re-download it")
+    if sample_rate is not None and (int(sample_rate) != sample_rate or sample_rate <= 0):
+        raise MediaError(f"cannot read {path}: sample_rate must be a positive integer, got {sample_rate!r}")
+    try:
+        container = av.open(str(path), mode="r")
+    except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as e:
+        reason = _one_line(e)
+        raise MediaError(f"cannot read {path}: not a readable audio file ({reason}); give wav, mp3 or ogg") from None
+    with container:
+        if not container.streams.audio:
+            raise MediaError(f"cannot read {path}: it has no audio stream; give a file with sound")
+        astream = container.streams.audio[0]
+        audio = _AudioCollector()
+        try:
+            for packet in container.demux(astream):
+                for frame in packet.decode():
+                    audio.add(frame)
+                if max_seconds is not None and audio.count and audio.n / audio.sample_rate > max_seconds:
+                    raise MediaError(
+                        f"cannot use {path}: it is longer than {max_seconds:g} s; trim it to at most {max_seconds:g} s"
+                    )
+        except (av.FFmpegError, ValueError) as e:
+            raise MediaError(f"cannot read {path}: decoding failed ({_one_line(e)}); re-export the file") from None
+    if not audio.count:
+        raise MediaError(f"cannot read {path}: its audio stream holds no samples; give a file with sound")
+    sr_out = int(sample_rate or audio.sample_rate)
+    return audio.finish(audio.a0, sr_out, audio.n / audio.sample_rate)
+
+
 @dataclass
 class MediaInfo:
     path: str
