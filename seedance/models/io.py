@@ -96,6 +96,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
+def readable_permissions(folder: Path) -> None:
+    """mkdtemp/mkstemp make private (0700/0600) entries; shipped weights get ordinary permissions."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(folder, 0o777 & ~mask)
+    for entry in folder.rglob("*"):
+        os.chmod(entry, (0o777 if entry.is_dir() else 0o666) & ~mask)
+
+
 def atomic_save_pretrained(model, path: str | os.PathLike, **kwargs) -> None:
     """`model.save_pretrained` into a temporary sibling folder, then swap it in."""
     import shutil
@@ -105,6 +114,7 @@ def atomic_save_pretrained(model, path: str | os.PathLike, **kwargs) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         model.save_pretrained(str(tmp), safe_serialization=True, **kwargs)
+        readable_permissions(tmp)
         old = None
         if path.exists():
             old = path.with_name(f".{path.name}.old")
