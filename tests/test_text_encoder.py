@@ -133,6 +133,31 @@ def test_awkward_prompts(tokenizer):
         tokenizer([])
 
 
+def test_word_ids_follow_whitespace_words(tokenizer):
+    texts = ["A cornflower-blue ball,  bounces\x00 on navy.", ""]
+    batch, wids = tokenizer(texts), tokenizer.word_ids(texts)
+    assert wids.shape == batch["input_ids"].shape
+    n = int(batch["attention_mask"][0].sum())
+    assert wids[0, 0] == -1 and wids[0, n - 1] == -1 and bool((wids[0, n:] == -1).all())
+    inner = wids[0, 1 : n - 1].tolist()
+    assert inner == sorted(inner) and inner[0] == 0 and inner[-1] == 5  # 6 words, in order, every piece placed
+    assert bool((wids[1] == -1).all())  # the empty prompt: <s></s> and padding
+
+
+def test_word_loss_is_zero_when_student_words_point_like_the_teachers():
+    from pipelines.train_text_encoder import word_loss
+
+    torch.manual_seed(0)
+    targets = torch.randn(5, 8).half()  # caption 0: 3 words, caption 1: 2 words
+    offsets = torch.tensor([0, 3, 5])
+    wids = torch.tensor([[-1, 0, 1, 1, 2, -1], [-1, 0, 1, -1, -1, -1]])
+    tok = torch.zeros(2, 6, 8)
+    tok[0, 1], tok[0, 2], tok[0, 3], tok[0, 4] = targets[0], targets[1] * 0.3, targets[1] * 0.7, targets[2] * 2
+    tok[1, 1], tok[1, 2] = targets[3], targets[4]
+    assert float(word_loss(tok, wids, targets, offsets, torch.tensor([0, 1]))) == pytest.approx(0, abs=1e-3)
+    assert float(word_loss(-tok, wids, targets, offsets, torch.tensor([0, 1]))) == pytest.approx(2, abs=1e-3)
+
+
 # ---- Engram -----------------------------------------------------------------------------------------------------
 
 

@@ -40,6 +40,7 @@ class TextEncoderOutput(BaseOutput):
     pooler_output: torch.Tensor = None  # [B,D]
     text_embeds: torch.Tensor = None  # [B,teacher_dim], unit length
     engram_gates: torch.Tensor | None = None  # [B,L] alpha_t, when asked for
+    token_embeds: torch.Tensor | None = None  # [B,L,teacher_dim] per-token W h_t (their mean -> text_embeds)
     balance_loss: torch.Tensor | None = None  # sequence-wise MoE balance loss (training)
 
 
@@ -216,6 +217,7 @@ class EngramMoETextEncoder(ModelMixin, ConfigMixin):
         attention_mask: torch.Tensor | None = None,
         engram_scale: float = 1.0,
         output_engram_gates: bool = False,
+        output_token_embeds: bool = False,
         return_dict: bool = True,
     ) -> TextEncoderOutput | tuple:
         if input_ids.dim() != 2:
@@ -266,6 +268,7 @@ class EngramMoETextEncoder(ModelMixin, ConfigMixin):
             pooler_output=pooled,
             text_embeds=text_embeds,
             engram_gates=gates * mask if output_engram_gates else None,
+            token_embeds=self.pool_proj(hidden) if output_token_embeds else None,
             balance_loss=balance_loss if self.training else None,
         )
         return out if return_dict else out.to_tuple()

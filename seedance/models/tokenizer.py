@@ -23,8 +23,10 @@ tokens is truncated with a warning.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
+import re
 import unicodedata
 import warnings
 from collections.abc import Iterable, Sequence
@@ -51,6 +53,11 @@ def clean_text(text: str) -> str:
         raise SeedanceError(f"a prompt must be a string, got {type(text).__name__}; pass text such as 'a red ball'")
     chars = [" " if unicodedata.category(c)[0] == "C" else c for c in text]
     return " ".join("".join(chars).split())
+
+
+def word_spans(text: str) -> list[re.Match]:
+    """Whitespace-separated words of an already cleaned text, as regex matches (start/end)."""
+    return list(re.finditer(r"\S+", text))
 
 
 def normalize_piece(text: str) -> str:
@@ -228,6 +235,24 @@ class SeedanceTokenizer:
             input_ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
             attention_mask[i, : len(s)] = 1
         return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+    def word_ids(self, texts: Sequence[str], max_length: int | None = None) -> torch.Tensor:
+        """For each token of `__call__(texts, max_length)`, the index of the whitespace-separated word of
+        `clean_text(text)` it belongs to; -1 for <s>, </s>, padding and bare-space pieces. [B,L] long."""
+        max_length = self.model_max_length if max_length is None else int(max_length)
+        cleaned = [clean_text(t) for t in texts]
+        rows = []
+        for text, enc in zip(cleaned, self._bpe.encode_batch(cleaned, add_special_tokens=False)):
+            starts = [m.start() for m in word_spans(text)]
+            row = [-1]
+            for _, end in enc.offsets[: max_length - 2]:
+                last = end - 1  # a piece's last character lies inside its word (its first may be the space)
+                row.append(bisect.bisect_right(starts, last) - 1 if 0 <= last < len(text) and text[last] != " " else -1)
+            rows.append([*row, -1])
+        out = torch.full((len(rows), max(len(r) for r in rows)), -1, dtype=torch.long)
+        for i, r in enumerate(rows):
+            out[i, : len(r)] = torch.tensor(r)
+        return out
 
     def id_texts(self) -> list[str]:
         """A normalised text for every compressed id (its first raw piece's); specials keep their names."""
