@@ -83,6 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="vocoder: weight of the direct STFT-head losses (magnitude; phase x this)",
     )
+    p.add_argument("--phase-terms", default="ip,gd,iaf", help="vocoder: which phase losses (ip, gd, iaf)")
     p.add_argument("--model-config", default="{}", help="JSON overrides of the model's config (e.g. smaller widths)")
     p.add_argument("--scenes", default=",".join(SCENES))
     p.add_argument("--clips-per-scene", type=int, default=200)
@@ -106,6 +107,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if getattr(args, key, None) is None:
             setattr(args, key, value)
     args.scenes = tuple(s.strip() for s in args.scenes.split(",") if s.strip())
+    args.phase_terms = tuple(t.strip() for t in args.phase_terms.split(",") if t.strip())
+    if not set(args.phase_terms) <= {"ip", "gd", "iaf"}:
+        p.error(f"--phase-terms takes ip, gd, iaf; got {','.join(args.phase_terms)}")
     try:
         args.model_config = json.loads(args.model_config)
     except json.JSONDecodeError as exc:
@@ -358,7 +362,7 @@ class VocoderTask(MelTask):
             head_mag = (mag.log() - mag_t.log()).abs().mean() + torch.linalg.vector_norm(
                 mag_t - mag
             ) / torch.linalg.vector_norm(mag_t)
-            phase = phase_losses(spec, target)
+            phase = phase_losses(spec, target, self.args.phase_terms)
             loss = loss + head_mag + self.args.head_weight * sum(phase.values())
             logs.update({"head_mag": head_mag.item(), **{k: v.item() for k, v in phase.items()}})
         return loss, logs

@@ -162,29 +162,35 @@ class Downsample(nn.Module):
 
 
 class Upsample(nn.Module):
-    """Time x st and space x2, with the mirror shortcut (repeat channels, then depth-to-space).
+    """Time x st and space x2, static by default.
 
-    Time by depth-to-time: a causal conv at the low resolution makes st sub-frames per
-    frame (latent j -> frames j*st .. j*st+st-1, so causality holds); space by a
-    nearest-neighbour repeat and a 1x3x3 conv at the high resolution.
+    Each latent frame becomes st frames as one base picture repeated (so a still scene decodes to
+    still frames: no frame-to-frame shimmer for a motion detector to mistake for motion) plus
+    per-sub-frame deviations from a causal conv whose weights start at zero (the motion within the
+    group is learned, not the default). Space by a nearest-neighbour repeat and a 1x3x3 conv. The
+    parameter-free shortcut repeats channels and moves them to the 2x2 sub-pixels (depth-to-space),
+    the same for every sub-frame.
     """
 
     def __init__(self, cin: int, cout: int, time_stride: int):
         super().__init__()
         self.time_stride = time_stride
         self.cout = cout
-        self.to_time = CausalConv3d(cin, cout * time_stride)
+        self.base = CausalConv3d(cin, cout)
+        self.deviation = CausalConv3d(cin, cout * time_stride) if time_stride > 1 else None
         self.conv = CausalConv3d(cout, cout, (1, 3, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, t, h, w = x.shape
         s = self.time_stride
-        shortcut = channel_shortcut(x, self.cout * s * 4)
+        shortcut = channel_shortcut(x, self.cout * 4)
         if torch.is_tensor(shortcut):
-            shortcut = depth_to_space(shortcut, s, 2)
-        x = self.to_time(x).view(b, self.cout, s, t, h, w).transpose(2, 3).reshape(b, self.cout, t * s, h, w)
-        x = x.repeat_interleave(2, dim=3).repeat_interleave(2, dim=4)
-        return self.conv(x) + shortcut
+            shortcut = depth_to_space(shortcut, 1, 2).repeat_interleave(s, dim=2)
+        y = self.base(x).repeat_interleave(s, dim=2)  # latent frame j -> frames j*s .. j*s+s-1
+        if self.deviation is not None:
+            y = y + self.deviation(x).view(b, self.cout, s, t, h, w).transpose(2, 3).reshape(b, self.cout, t * s, h, w)
+        y = y.repeat_interleave(2, dim=3).repeat_interleave(2, dim=4)
+        return self.conv(y) + shortcut
 
 
 def temporal_strides(temporal_compression: int, num_downsamples: int) -> list[int]:
@@ -318,6 +324,8 @@ class VideoVAE(ModelMixin, ConfigMixin):
         for m in self.modules():
             if isinstance(m, ResBlock):
                 m.conv2.conv.weight.data.mul_(0.1)
+            if isinstance(m, Upsample) and m.deviation is not None:
+                nn.init.zeros_(m.deviation.conv.weight)
 
     def _set_latent_stats(self, mean: list[float] | None, std: list[float] | None) -> None:
         c = self.config.latent_channels
