@@ -2,7 +2,9 @@
 
     accelerate launch pipelines/train_transformer.py --preset tiny --weights weights/seedance-tiny \
         --out runs/transformer --num-clips 4000 --steps 20000
-    accelerate launch --cpu --num_processes 2 pipelines/train_transformer.py ...   # same script, 2 processes
+    accelerate launch --multi_gpu --num_processes 2 pipelines/train_transformer.py ...  # 2 processes, also on a
+        CPU-only machine (torchrun starts them; they join a gloo group). Note: `accelerate launch --cpu` starts
+        one process whatever --num_processes says (accelerate 1.15 spawns several CPU processes only via mpirun).
 
 1. Latent cache, built once: SyncWorld train clips -> video VAE / audio VAE latents (normalised) and text
    encoder states, in safetensors shards (shards are split across processes; a rebuild skips finished ones).
@@ -55,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scenes", default="face,bounce,keys")
     p.add_argument("--num-clips", type=int, default=4000, help="SyncWorld train clips in the cache")
     p.add_argument("--shard-size", type=int, default=64)
-    p.add_argument("--text-len", type=int, default=48, help="text tokens kept per caption in the cache")
+    p.add_argument("--text-len", type=int, default=40, help="text tokens kept per caption in the cache")
     p.add_argument("--holdout", type=int, default=64, help="cached clips kept out of training for diagnostics")
     # model
     p.add_argument("--layers", type=int, default=6)
@@ -100,6 +102,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mixed-precision", default="bf16", choices=("no", "bf16", "fp16"))
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: leave torch's default)")
+    p.add_argument("--cpu", action="store_true", help="train on the CPU even where a GPU is present")
     p.add_argument("--seed", type=int, default=0)
     # bookkeeping
     p.add_argument("--log-every", type=int, default=25)
@@ -603,6 +606,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     cache = Path(args.cache) if args.cache else out.parent / f"latent_cache_{args.preset}"
     accelerator = Accelerator(
+        # cpu=True is what makes torchrun-launched processes (accelerate launch --multi_gpu) form a gloo group
+        cpu=args.cpu or not torch.cuda.is_available(),
         mixed_precision=args.mixed_precision,
         log_with="tensorboard",
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
@@ -646,7 +651,9 @@ def main(argv: list[str] | None = None) -> int:
     accelerator.init_trackers("train_transformer", config={k: v for k, v in vars(args).items()
                                                              if isinstance(v, (int, float, str, bool))})
     n_params = sum(p.numel() for p in accelerator.unwrap_model(model).parameters())
-    accelerator.print(f"transformer: {n_params / 1e6:.2f}M parameters; steps {start} -> {args.steps}")
+    accelerator.print(f"transformer: {n_params / 1e6:.2f}M parameters; {accelerator.num_processes} processes "
+                      f"({accelerator.distributed_type.value}), batch {local_batch} each; "
+                      f"steps {start} -> {args.steps}")
 
     # 3. train
     bar = tqdm(range(start, args.steps), initial=start, total=args.steps, disable=not accelerator.is_main_process)

@@ -177,11 +177,14 @@ TRAIN_ARGS = [
 
 def launch(args: list[str], processes: int = 2) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", str(processes),
-           "--num_machines", "1", "--mixed_precision", "bf16", "--dynamo_backend", "no",
+    # --multi_gpu makes accelerate start the processes with torchrun; on a CPU-only machine the recipe then asks
+    # for cpu=True and they form a gloo group (accelerate launch --cpu would start a single process)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+           "--num_machines", "1", "--mixed_precision", "bf16", "--dynamo_backend", "no", "--main_process_port", "0",
            str(ROOT / "pipelines" / "train_transformer.py"), *args]
-    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"{processes} processes" in result.stdout + result.stderr, "the processes did not form one group"
     return result
 
 
