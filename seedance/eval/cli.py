@@ -107,7 +107,8 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         raise SeedanceError(f"cannot write {path}: {e.strerror or e}; choose a writable path") from None
 
 
-def print_error(name: str, message: str) -> None:
+def print_error(message: str) -> None:
+    """One line on stderr for a clip that could not be scored (the batch goes on)."""
     print(f"error: {message}", file=sys.stderr)
 
 
@@ -246,7 +247,7 @@ def run_sync(args: argparse.Namespace) -> int:
             clip, clip_crop = read_for_sync(path, crop)
             clips.append(SyncClip(path, clip.frames, clip.audio, clip.fps, clip.sample_rate))
         except SeedanceError as e:
-            print_error(path, str(e))
+            print_error(str(e))
             failures.append({"name": path, "ok": False, "error": str(e)})
     reference = []
     for path in args.reference or []:
@@ -254,7 +255,7 @@ def run_sync(args: argparse.Namespace) -> int:
             clip, _ = read_for_sync(path)
             reference.append(SyncClip(path, clip.frames, clip.audio, clip.fps, clip.sample_rate))
         except SeedanceError as e:
-            print_error(path, f"reference clip skipped: {e}")
+            print_error(f"reference clip skipped: {e}")
     settings = {"syncexpert": expert_path if expert is not None else None}
     report = evaluate_sync(clips, expert, clip_crop, args.max_shift, failures, reference or None, settings)
     if args.csv:
@@ -334,7 +335,7 @@ def run_dist(args: argparse.Namespace) -> int:
                 c = read_for_probe(model, str(path))
                 clips.append((c.frames, c.audio))
             except MediaError as e:
-                print_error(str(path), str(e))
+                print_error(str(e))
                 errors.append({"path": str(path), "error": str(e)})
         if len(clips) < 2:
             raise SeedanceError(f"only {len(clips)} readable clip(s) in {folder}; need at least 2")
