@@ -32,11 +32,11 @@ demo: venv
 	$(VENV)/bin/seedance demo --out samples
 
 test: venv system-deps
-	$(PY) -m ruff check .
+	$(PY) -m ruff check --no-cache .
 	$(PY) -m pytest
 
 lint: venv
-	$(PY) -m ruff check .
+	$(PY) -m ruff check --no-cache .
 	$(PY) -m ruff format --check .
 
 app: venv

@@ -57,6 +57,7 @@ MODEL_ARGS = {  # CLI flag -> EngramMoETextEncoder config key
     "engram_dim_per_head": int,
     "engram_heads_per_order": int,
     "max_position": int,
+    "moe_balance_alpha": float,
 }
 DEFAULT_MODEL = {
     "hidden_size": 192,
@@ -71,6 +72,7 @@ DEFAULT_MODEL = {
     "engram_dim_per_head": 32,
     "engram_heads_per_order": 4,
     "max_position": 128,
+    "moe_balance_alpha": 1e-4,
 }
 
 

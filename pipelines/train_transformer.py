@@ -67,7 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--audio-heads", type=int, default=4)
     p.add_argument("--cross-modal-dim", type=int, default=128)
     p.add_argument("--cross-modal-heads", type=int, default=4)
-    p.add_argument("--patch-size", type=int, default=2)
+    p.add_argument("--patch-size", type=int, default=0, help="spatial patch on the video latents (0: a 4x4 grid)")
     p.add_argument("--ff-mult", type=float, default=3.0)
     p.add_argument("--locality", default="2,16", help="initial cross-modal locality slopes lo,hi per second; 'none'")
     p.add_argument("--independent", action="store_true", help="ablation: no cross-modal attention at all")
@@ -271,7 +271,7 @@ def load_cache(cache: Path, comps: dict, text_len: int) -> tuple[dict[str, torch
 
 
 # ---------------------------------------------------------------------------------------------- model
-def build_model(args, comps: dict, meta: dict):
+def build_model(args, comps: dict, meta: dict, latent_hw: tuple[int, int] = (8, 8)):
     from seedance.models.transformer_av import SeedanceTransformer
 
     if args.init_from:
@@ -283,7 +283,7 @@ def build_model(args, comps: dict, meta: dict):
     return SeedanceTransformer(
         in_channels=vae.latent_channels,
         audio_in_channels=avae.latent_channels,
-        patch_size=args.patch_size,
+        patch_size=args.patch_size or max(1, min(latent_hw) // 4),
         num_layers=args.layers,
         video_dim=args.video_dim,
         video_heads=args.video_heads,
@@ -637,7 +637,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. model, optimiser, EMA, resume
     torch.manual_seed(args.seed)
-    model = build_model(args, comps, meta)
+    model = build_model(args, comps, meta, tuple(tensors["latents"].shape[-2:]))
     if args.gradient_checkpointing:
         model.enable_gradient_checkpointing()
     ema = EMA(model, args.ema_decay)

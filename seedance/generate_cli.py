@@ -92,7 +92,6 @@ def call_kwargs(args: argparse.Namespace) -> dict:
 def load_pipeline(weights: str | Path):
     """Load the shipped pipeline once; every failure is one line naming what to fix."""
     from pipelines.pipeline_seedance import SeedancePipeline
-
     from seedance.errors import WeightsError
 
     folder = Path(weights)

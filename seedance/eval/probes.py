@@ -183,7 +183,13 @@ class AttributeProbe(ModelMixin, ConfigMixin):
         band = ac[..., lo:hi]
         peak = band.max(dim=-1).values
         near_best = band >= 0.85 * peak[..., None]
-        lag = torch.argmax(near_best.int(), dim=-1) + lo  # first lag close to the best
+        # the first run of lags close to the best, and its own peak: the first lag of the run sits on the rising
+        # slope (a biased autocorrelation decays with lag), which would read the pitch sharp
+        idx = torch.arange(band.shape[-1], device=band.device)
+        first = torch.argmax(near_best.int(), dim=-1, keepdim=True)
+        after = idx >= first
+        in_run = after & ((~near_best & after).int().cumsum(dim=-1) == 0)
+        lag = torch.argmax(torch.where(in_run, band, torch.full_like(band, -2.0)), dim=-1) + lo
         loud = energy > energy.amax(dim=-1, keepdim=True) * 1e-3
         voiced = (peak > 0.5) & loud
         logf = torch.log2(sr / lag.float()) - 7.0

@@ -58,9 +58,9 @@ class Vocoder(ModelMixin, ConfigMixin):
         n_fft: int = 1024,
         win_length: int = 640,
         hop_length: int = 160,
-        dim: int = 128,
-        num_blocks: int = 5,
-        mlp_mult: int = 3,
+        dim: int = 96,
+        num_blocks: int = 4,
+        mlp_mult: int = 2,
         head_n_fft: int | None = None,
         dilations: tuple[int, ...] | None = None,
         mel_prior: bool = True,
@@ -130,7 +130,8 @@ class Vocoder(ModelMixin, ConfigMixin):
             mel_lin = torch.cat([mel, mel[..., -1:]], dim=-1).float().exp()
             log_mag = log_mag + torch.matmul(self.mel_inverse, mel_lin).clamp(min=1e-5).log()
         mag = torch.exp(log_mag.clamp(max=6.0))
-        spec = torch.polar(mag, phase + self.carrier(m + 1))
+        phase = phase + self.carrier(m + 1)
+        spec = torch.complex(mag * torch.cos(phase), mag * torch.sin(phase))  # = torch.polar, faster on CPU
         wave = torch.istft(
             spec,
             n_fft=self.head_n_fft,

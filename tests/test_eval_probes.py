@@ -1,0 +1,109 @@
+"""Prompt-adherence probes, caption parsing, Frechet analogs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from seedance.data.syncworld import make_sample, sample_caption
+from seedance.data.syncworld.common import COLORS
+from seedance.eval.frechet import embed_clips, frechet_distance
+from seedance.eval.probes import (
+    MULTI_LABEL,
+    AttributeProbe,
+    check_caption,
+    default_classes,
+    load_probes,
+    parse_caption,
+    predict,
+    targets_from_labels,
+)
+
+
+@pytest.fixture(scope="module")
+def probes():
+    return load_probes()  # the shipped weights/probes
+
+
+@pytest.mark.parametrize("scene", ["face", "bounce", "keys"])
+def test_parse_caption_reads_what_syncworld_captions_name(scene):
+    classes = default_classes()
+    named = 0
+    for split in ("train", "test"):
+        for seed in range(60):
+            caption, labels = sample_caption(scene, seed, split)
+            target = targets_from_labels({"scene": scene, **labels}, classes)
+            parsed = parse_caption(caption)
+            assert parsed.get("scene") == scene, caption
+            for name, value in parsed.items():
+                named += 1
+                if name in MULTI_LABEL:
+                    assert set(value) == {c for c, f in zip(classes[name], target[name]) if f}, (caption, name)
+                else:
+                    assert classes[name][target[name]] == value, (caption, name)
+    assert named >= 120 * 2  # scene and colours at least, in every caption
+
+
+def test_parse_caption_handles_free_text():
+    p = parse_caption("A deep purple face says 'tea' in a high-pitched woman's voice")
+    assert p["scene"] == "face" and p["colors"] == ["deep purple"]
+    assert p["voice"] == "female" and p["pitch"] == "high" and p["words"] == ["tea"]  # "deep" belongs to the colour
+    p = parse_caption("three red balls bounce on a black floor")
+    assert p == {"scene": "bounce", "colors": ["red"], "count": 3}
+    assert parse_caption("a 2x3 grid of teal pads flash white as a synth plays")["count"] == 6
+    assert parse_caption("a sunny afternoon") == {}
+
+
+def test_colour_and_pitch_cues_measure_what_they_claim():
+    model = AttributeProbe()
+    frames = torch.zeros(1, 4, 3, 64, 64)
+    frames[..., :, :] = torch.tensor(COLORS["teal"], dtype=torch.float32).view(3, 1, 1) / 255.0
+    cues = model.color_cues(frames)[0]
+    assert model.classes["colors"][int(cues.argmax())] == "teal"
+    t = torch.arange(32000) / 16000.0
+    tone = sum(torch.sin(2 * torch.pi * 150.0 * k * t) / k for k in range(1, 6))[None] * 0.3  # 150 Hz, harmonics
+    median, spread, voiced = model.pitch_cues(tone)[0].tolist()
+    assert abs(median - (np.log2(150.0) - 7.0)) < 0.03 and voiced > 0.9 and spread < 0.05
+
+
+def test_shipped_probes_read_held_out_clips(probes):
+    scenes = ("face", "bounce", "keys")
+    for i, scene in enumerate(scenes):
+        s = make_sample(scene, 4000 + i, "tiny", "test")
+        pred = predict(probes, s.frames, s.audio)
+        assert pred["scene"]["top"] == scene
+        checks = check_caption(probes, s.frames, s.audio, s.caption)
+        assert {c.attribute for c in checks} >= {"scene", "colors"}
+        assert sum(c.matched for c in checks) >= len(checks) - 1, [c.to_dict() for c in checks]
+    # a caption that names the wrong scene and colour is caught
+    s = make_sample("bounce", 4100, "tiny", "test")
+    wrong = "a cartoon face with hot pink lips says 'go'"
+    wrong_colors = [c for c in COLORS if c not in s.labels["colors"] and c != "hot pink"][:1]
+    checks = {c.attribute: c for c in check_caption(probes, s.frames, s.audio, f"{wrong} on a {wrong_colors[0]} face")}
+    assert not checks["scene"].matched and not checks["colors"].matched
+
+
+def test_frechet_distance_known_values():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((2000, 4))
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    b = a + np.array([3.0, 0, 0, 0])  # mean moved by 3: d^2 = 9
+    assert frechet_distance(a, b) == pytest.approx(9.0, rel=1e-3)
+    c = a * 2.0  # covariance I against 4I: tr(I + 4I - 2 * 2I) = 1 per dimension, 4 in all
+    assert frechet_distance(a, c) == pytest.approx(4.0, rel=0.1)
+    with pytest.raises(Exception, match="at least 2"):
+        frechet_distance(a[:1], b)
+
+
+def test_frechet_analogs_tell_scenes_apart(probes):
+    def clips(scene, first):
+        return [(s.frames, s.audio) for s in (make_sample(scene, first + i, "tiny", "test") for i in range(6))]
+
+    bounce_a, bounce_b = embed_clips(probes, clips("bounce", 0)), embed_clips(probes, clips("bounce", 50))
+    keys = embed_clips(probes, clips("keys", 0))
+    assert bounce_a.video.shape == (6, probes.config.embed_dim)
+    same = frechet_distance(bounce_a.video, bounce_b.video)
+    other = frechet_distance(bounce_a.video, keys.video)
+    assert other > same
+    assert frechet_distance(bounce_a.audio, keys.audio) > frechet_distance(bounce_a.audio, bounce_b.audio)
