@@ -52,4 +52,24 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"no generator in {weights} yet: rendering SyncWorld clips instead")
         rows = render_syncworld_demo(out, args.seed)
     (out / "demo.json").write_text(json.dumps(rows, indent=2) + "\n")
+    list_clips_in_readme(out / "README.md", rows)
     return 0
+
+
+CLIPS_START, CLIPS_END = "<!-- clips:start -->", "<!-- clips:end -->"
+
+
+def list_clips_in_readme(readme: Path, rows: list[dict]) -> None:
+    """Rewrite the clip table between the markers of <out>/README.md (the rest of the file is left alone)."""
+    lines = ["| clip | prompt | seed |", "|---|---|---|"]
+    for row in rows:
+        prompt = str(row.get("prompt", row.get("caption", ""))).replace("|", "\\|")
+        lines.append(f"| [{row['file']}]({row['file']}) | {prompt} | {row.get('seed', '')} |")
+    table = "\n".join([CLIPS_START, *lines, CLIPS_END])
+    text = readme.read_text(encoding="utf-8") if readme.is_file() else "# Samples\n"
+    if CLIPS_START in text and CLIPS_END in text:
+        head, rest = text.split(CLIPS_START, 1)
+        text = head + table + rest.split(CLIPS_END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + table + "\n"
+    readme.write_text(text, encoding="utf-8")

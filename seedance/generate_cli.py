@@ -122,13 +122,19 @@ def output_arrays(output, index: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
     return frames, audio.astype(np.float32), int(output.sample_rate)
 
 
+def check_output_path(path: str | Path) -> Path:
+    """Checked before any work is done, so a typo costs nothing."""
+    path = Path(path)
+    if path.suffix.lower() not in (".mp4", ".mkv", ".mov", ".webm"):
+        raise SeedanceError(f"unsupported output type {path.suffix!r}: use .mp4, .mkv, .mov or .webm")
+    return path
+
+
 def save_output(output, path: str | Path, fps: int, index: int = 0) -> Path:
     from seedance.data.media import write_clip
 
     frames, audio, sample_rate = output_arrays(output, index)
-    path = Path(path)
-    if path.suffix.lower() not in (".mp4", ".mkv", ".mov", ".webm"):
-        raise SeedanceError(f"unsupported output type {path.suffix!r}: use .mp4, .mkv, .mov or .webm")
+    path = check_output_path(path)
     write_clip(path, frames, audio, fps, sample_rate)
     return path
 
@@ -137,6 +143,7 @@ def run_generate(args: argparse.Namespace) -> int:
     if args.prompts:
         return run_generate_batch(args)
     prompt = check_prompt(args.prompt)
+    check_output_path(args.output)
     kwargs = call_kwargs(args)
     pipe = load_pipeline(args.weights)
     output = pipe(prompt, generator=generator_for(args.seed), output_type="np", **kwargs)
@@ -179,6 +186,7 @@ def run_generate_batch(args: argparse.Namespace) -> int:
 
 
 def run_dub(args: argparse.Namespace) -> int:
+    check_output_path(args.output)
     from seedance.data.media import read_clip
 
     kwargs = call_kwargs(args)
@@ -195,6 +203,7 @@ def run_dub(args: argparse.Namespace) -> int:
 
 
 def run_lipsync(args: argparse.Namespace) -> int:
+    check_output_path(args.output)
     from seedance.data.media import read_audio
 
     prompt = check_prompt(args.prompt)

@@ -1,0 +1,134 @@
+"""`seedance generate`, `dub` and `lipsync` end to end on a small random pipeline of the real classes.
+
+The clips are noise (the model is untrained), but every step a user's command takes runs for real: loading
+the folder, sampling, decoding, the vocoder, and muxing H.264 + AAC through PyAV. Paths carry spaces,
+quotes and non-ASCII letters on purpose.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from app.random_model import build_random_pipeline
+from seedance.cli import main
+from seedance.data.media import read_clip, write_clip
+
+ROOT = Path(__file__).resolve().parent.parent
+AWKWARD = "dir with spaces 'quoted' ünïcödé"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    return build_random_pipeline(tmp_path_factory.mktemp("toy") / AWKWARD / "model")
+
+
+def streams(path: Path) -> dict[str, tuple[str, float]]:
+    """codec name and duration in seconds of each stream kind."""
+    with av.open(str(path)) as container:
+        return {s.type: (s.codec_context.name, float(s.duration * s.time_base)) for s in container.streams}
+
+
+def test_generate_writes_h264_aac_of_the_requested_duration(model_dir, tmp_path, capsys):
+    out = tmp_path / AWKWARD / "clip «1».mp4"
+    out.parent.mkdir(parents=True)
+    code = main(["generate", "a red ball bounces", "-o", str(out), "--weights", str(model_dir),
+                 "--steps", "2", "--duration", "1.5"])
+    assert code == 0 and out.is_file()
+    info = streams(out)
+    assert info["video"][0] == "h264" and info["audio"][0] == "aac"
+    assert info["video"][1] == pytest.approx(1.5, abs=1 / 16)
+    clip = read_clip(out)
+    assert clip.frames.shape[0] == 24 and clip.audio.shape[0] == pytest.approx(24000, abs=160)
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")], "temporary file left behind"
+
+
+def test_same_seed_gives_byte_identical_mp4_across_processes(model_dir, tmp_path):
+    outputs = []
+    for k in range(2):
+        out = tmp_path / f"run {k}.mp4"
+        env = {**os.environ, "PYTHONHASHSEED": str(k)}  # different interpreters, nothing shared
+        proc = subprocess.run(
+            [sys.executable, "-m", "seedance.cli", "generate", "keys light up", "-o", str(out),
+             "--weights", str(model_dir), "--steps", "2", "--seed", "7"],
+            cwd=ROOT, capture_output=True, text=True, env=env, timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
+
+
+def test_batch_prompts_file_writes_one_clip_per_line(model_dir, tmp_path):
+    prompts = tmp_path / "my prompts.txt"
+    prompts.write_text("a red ball bounces\n\nkeys light up\n", encoding="utf-8")
+    out_dir = tmp_path / "clips dir"
+    assert main(["generate", "--prompts", str(prompts), "--out-dir", str(out_dir), "--weights", str(model_dir),
+                 "--steps", "1"]) == 0
+    assert len(sorted(out_dir.glob("*.mp4"))) == 2
+    assert len((out_dir / "prompts.0.jsonl").read_text().splitlines()) == 2
+
+
+def test_dub_and_lipsync_keep_the_given_modality(model_dir, tmp_path):
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, size=(16, 64, 64, 3), dtype=np.uint8)
+    silent = write_clip(tmp_path / "silent clip é.mp4", frames, None, 16, 16000)
+    dubbed = tmp_path / "dubbed 'x'.mp4"
+    assert main(["dub", str(silent), "-o", str(dubbed), "--weights", str(model_dir), "--steps", "1"]) == 0
+    assert streams(dubbed)["audio"][0] == "aac" and streams(dubbed)["video"][1] == pytest.approx(1.0, abs=1 / 16)
+
+    speech = (0.3 * np.sin(np.linspace(0, 3000, 16000))).astype(np.float32)
+    wav = tmp_path / "voice ü.wav"
+    with wave.open(str(wav), "wb") as f:  # a plain WAV, as a user's recording would be
+        f.setnchannels(1), f.setsampwidth(2), f.setframerate(16000)
+        f.writeframes((speech * 32767).astype("<i2").tobytes())
+    lip = tmp_path / "lip sync.mp4"
+    assert main(["lipsync", str(wav), "-o", str(lip), "--weights", str(model_dir), "--steps", "1"]) == 0
+    assert read_clip(lip).frames.shape[0] == 16
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["generate", "", "-o", "x.mp4"], "prompt is empty"),
+        (["generate", "x" * 10_000, "-o", "x.mp4"], "characters"),
+        (["generate", "a ball", "-o", "x.mp4", "--steps", "0"], "--steps"),
+        (["generate", "a ball", "-o", "x.mp4", "--guidance", "nan"], "--guidance"),
+        (["generate", "a ball", "-o", "x.mp4", "--duration", "60"], "duration"),
+        (["generate", "a ball", "-o", "x.gif"], "unsupported output"),
+        (["dub", "does not exist.mp4", "-o", "x.mp4"], "no such file"),
+    ],
+)
+def test_bad_input_is_one_line_error_and_no_output(model_dir, tmp_path, capsys, argv, message):
+    argv = [a if a != "x.mp4" and a != "x.gif" else str(tmp_path / a) for a in argv]
+    code = main([*argv, "--weights", str(model_dir), "--steps" if "--steps" not in argv else "--seed", "1"])
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and "Traceback" not in err and len(err.splitlines()) == 1
+    assert message in err, err
+    assert not list(tmp_path.iterdir()), "a failed command left a file behind"
+
+
+def test_missing_weights_folder_says_what_to_do(tmp_path, capsys):
+    code = main(["generate", "a ball", "-o", str(tmp_path / "x.mp4"), "--weights", str(tmp_path / "nothing")])
+    err = capsys.readouterr().err
+    assert code != 0 and "model_index.json" in err and "Traceback" not in err
+
+
+def test_demo_generates_every_example_prompt_and_lists_them(model_dir, tmp_path):
+    from seedance.demo import CLIPS_START
+
+    out = tmp_path / "samples"
+    assert main(["demo", "--out", str(out), "--weights", str(model_dir)]) == 0
+    prompts = [p for p in (ROOT / "samples" / "prompts.txt").read_text().splitlines() if p.strip()]
+    clips = sorted(out.glob("*.mp4"))
+    assert len(clips) == len(prompts)
+    readme = (out / "README.md").read_text()
+    assert CLIPS_START in readme and all(c.name in readme for c in clips) and all(p in readme for p in prompts)
+    assert main(["demo", "--out", str(out), "--weights", str(model_dir)]) == 0  # a rerun rewrites, not appends
+    assert (out / "README.md").read_text().count(CLIPS_START) == 1
