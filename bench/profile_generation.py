@@ -1,0 +1,314 @@
+"""Where one generation spends its time, and how close the transformer gets to the matmul peak, as JSON (issue 8).
+
+    python bench/profile_generation.py                  # batch 1, the model's steps and guidance
+    python bench/profile_generation.py --batch 16       # the MFU goal (>= 30% of the bf16 peak at batch 16)
+    python bench/profile_generation.py --bf16           # the same under bf16 autocast
+    python bench/profile_generation.py --quick          # 4 steps
+
+After one unprofiled warm-up call at the same shapes, one generation of `--batch` clips is timed by parts:
+text encoding (pipe.encode_prompt), each transformer part via forward hooks on every block's modules
+(self-attention: video.self_attn + audio.self_attn; text cross-attention: *.text_attn; cross-modal
+attention: audio_to_video + video_to_audio; feed-forward: *.ff; other_transformer: the rest of the
+transformer's forward, i.e. patch embedding, adaLN conditioning, RoPE tables, norms, output projection),
+VAE decode, audio VAE decode, vocoder, muxing (the CLI's save_output per clip) and `other` (scheduler steps,
+guidance arithmetic, noise). parts_s sums to total_s.
+
+FLOPs: torch.utils.flop_counter over one transformer forward with the exact inputs of a sampling step
+(all guidance passes in one batch), times the number of forwards; the CPU flash-attention kernel, which the
+counter does not know, is counted as 4*B*H*Nq*Nk*d. transformer_tflops = FLOPs / transformer seconds;
+matmul peaks are a 2048x2048 matmul in bf16 and fp32 on the same device in the same run;
+mfu = transformer_tflops / bf16 peak. `bottleneck` names the part with the largest time share and the rate
+it runs at. Other processes on the machine lower every rate: the 1-minute load average is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from seedance.errors import SeedanceError  # noqa: E402
+
+DEFAULT_WEIGHTS = ROOT / "weights" / "seedance-tiny"
+# transformer part -> attribute paths inside each DualBranchBlock (seedance/models/transformer_av.py)
+BLOCK_PARTS = {
+    "self_attention": ("video.self_attn", "audio.self_attn"),
+    "text_cross_attention": ("video.text_attn", "audio.text_attn"),
+    "cross_modal_attention": ("audio_to_video", "video_to_audio"),
+    "feed_forward": ("video.ff", "audio.ff"),
+}
+PART_ORDER = ("text_encoding", "self_attention", "text_cross_attention", "cross_modal_attention", "feed_forward",
+              "other_transformer", "vae_decode", "audio_vae_decode", "vocoder", "muxing", "other")
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+# ------------------------------------------------------------------------------------------ timing
+class PartTimer:
+    """Seconds per named part, from forward hooks on modules and from wrapped methods."""
+
+    def __init__(self, device: str):
+        self.device = device
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self.handles = []
+        self.enabled = False
+
+    def hook_module(self, module, part: str) -> None:
+        def before(mod, args):
+            if self.enabled:
+                sync(self.device)
+                mod._bench_t0 = time.perf_counter()
+
+        def after(mod, args, output):
+            if self.enabled:
+                sync(self.device)
+                self.seconds[part] += time.perf_counter() - mod._bench_t0
+                self.calls[part] += 1
+
+        self.handles += [module.register_forward_pre_hook(before), module.register_forward_hook(after)]
+
+    def wrap_method(self, owner, name: str, part: str) -> None:
+        original = getattr(owner, name)
+
+        def timed(*args, **kwargs):
+            if not self.enabled:
+                return original(*args, **kwargs)
+            sync(self.device)
+            start = time.perf_counter()
+            out = original(*args, **kwargs)
+            sync(self.device)
+            self.seconds[part] += time.perf_counter() - start
+            self.calls[part] += 1
+            return out
+
+        setattr(owner, name, timed)  # an instance attribute shadows the method for this object only
+
+
+def block_modules(transformer) -> dict[str, list]:
+    """Every block's module for each transformer part (blocks without cross-modal attention have none)."""
+    out = {part: [] for part in BLOCK_PARTS}
+    for block in transformer.blocks:
+        for part, paths in BLOCK_PARTS.items():
+            for path in paths:
+                module = block
+                for attr in path.split("."):
+                    module = getattr(module, attr, None)
+                if module is not None:
+                    out[part].append(module)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ FLOPs
+def count_flops(transformer, kwargs: dict) -> tuple[int, dict[str, int]]:
+    """FLOPs of one transformer forward with `kwargs`: total and per transformer part."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    aten = torch.ops.aten
+    custom = {}
+    if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu"):
+        def cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kw) -> int:
+            b, h, n_q, d = query_shape
+            n_k = key_shape[-2]
+            return 4 * b * h * n_q * n_k * d  # QK^T and PV, 2 FLOPs per multiply-add
+
+        custom[aten._scaled_dot_product_flash_attention_for_cpu] = cpu_sdpa_flop
+    with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=custom) as counter:
+        transformer(**kwargs)
+    total = int(counter.get_total_flops())
+    # module names as the counter's tracker writes them: "<Root>.blocks.<i>.video.self_attn"
+    counts = {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}
+    per_part = {}
+    for part, paths in BLOCK_PARTS.items():
+        per_part[part] = int(sum(v for name, v in counts.items()
+                                 if ".blocks." in name and any(name.endswith("." + p) for p in paths)))
+    per_part["other_transformer"] = total - sum(per_part.values())
+    return total, per_part
+
+
+def matmul_peak_tflops(dtype, device: str, n: int = 2048, repeats: int = 5) -> float:
+    """Achieved TFLOP/s of an n x n matmul (median of `repeats` after two warm-ups)."""
+    import torch
+
+    g = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(n, n, generator=g, device=device).to(dtype)
+    b = torch.randn(n, n, generator=g, device=device).to(dtype)
+    for _ in range(2):
+        torch.matmul(a, b)
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(times) / 1e12
+
+
+# ------------------------------------------------------------------------------------------ main
+def run(args: argparse.Namespace) -> dict:
+    import contextlib
+
+    import torch
+
+    from seedance.data.syncworld import SCENES, sample_caption
+    from seedance.generate_cli import generator_for, load_pipeline, save_output
+
+    if args.batch < 1:
+        raise SeedanceError(f"--batch must be at least 1, got {args.batch}")
+    if args.steps is not None and args.steps <= 0:
+        raise SeedanceError(f"--steps must be a positive whole number, got {args.steps}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    pipe = load_pipeline(args.weights)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    steps = args.steps or (4 if args.quick else pipe.sampling_defaults["num_inference_steps"])
+    prompts = [sample_caption(SCENES[i % len(SCENES)], 70_000 + i // len(SCENES), "test")[0]
+               for i in range(args.batch)]
+
+    def autocast():
+        if not args.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(device.split(":")[0], dtype=torch.bfloat16)
+
+    def generate(n_steps: int):
+        with autocast():
+            return pipe(prompts, num_inference_steps=n_steps, generator=generator_for(args.seed), output_type="np")
+
+    log(f"warm-up (batch {args.batch}, 1 step) ...")
+    generate(1)
+
+    timer = PartTimer(device)
+    for part, modules in block_modules(pipe.transformer).items():
+        for module in modules:
+            timer.hook_module(module, part)
+    timer.hook_module(pipe.transformer, "transformer_total")
+    timer.hook_module(pipe.vocoder, "vocoder")
+    timer.wrap_method(pipe, "encode_prompt", "text_encoding")
+    timer.wrap_method(pipe.vae, "decode_latents", "vae_decode")
+    timer.wrap_method(pipe.audio_vae, "decode_latents", "audio_vae_decode")
+    captured: dict = {}
+
+    def capture(module, a, kw):
+        if not captured:
+            captured.update(kw)
+
+    handle = pipe.transformer.register_forward_pre_hook(capture, with_kwargs=True)
+
+    log(f"profiled generation: batch {args.batch}, {steps} steps ...")
+    timer.enabled = True
+    sync(device)
+    start = time.perf_counter()
+    out = generate(steps)
+    sync(device)
+    generate_s = time.perf_counter() - start
+    with tempfile.TemporaryDirectory(prefix="seedance-profile-") as tmp:
+        mux_start = time.perf_counter()
+        for i in range(args.batch):
+            save_output(out, Path(tmp) / f"clip_{i}.mp4", pipe.preset.fps, i)
+        timer.seconds["muxing"] = time.perf_counter() - mux_start
+    timer.enabled = False
+    handle.remove()
+    total_s = generate_s + timer.seconds["muxing"]
+
+    sec = timer.seconds
+    transformer_s = sec["transformer_total"]
+    n_forwards = timer.calls["transformer_total"]
+    parts = {p: sec.get(p, 0.0) for p in PART_ORDER}
+    parts["other_transformer"] = transformer_s - sum(sec.get(p, 0.0) for p in BLOCK_PARTS)
+    parts["other"] = generate_s - sum(sec.get(p, 0.0) for p in ("text_encoding", "transformer_total", "vae_decode",
+                                                                 "audio_vae_decode", "vocoder"))
+
+    log("counting FLOPs of one transformer forward ...")
+    with autocast():
+        flops_forward, flops_parts = count_flops(pipe.transformer, captured)
+    transformer_tflops = flops_forward * n_forwards / transformer_s / 1e12
+    log("matmul peaks ...")
+    peak_bf16 = matmul_peak_tflops(torch.bfloat16, device, repeats=3 if args.quick else 10)
+    peak_fp32 = matmul_peak_tflops(torch.float32, device, repeats=3 if args.quick else 10)
+
+    part_tflops = {p: (flops_parts[p] * n_forwards / parts[p] / 1e12 if parts[p] > 0 else None) for p in flops_parts}
+    biggest = max(PART_ORDER, key=lambda p: parts[p])
+    share = parts[biggest] / total_s
+    if biggest in part_tflops and part_tflops[biggest] is not None:
+        rate = part_tflops[biggest]
+        bottleneck = (f"{biggest} ({share:.0%} of the time) at {rate:.3g} TFLOP/s, "
+                      f"{rate / peak_bf16:.1%} of the bf16 matmul peak")
+    else:
+        bottleneck = f"{biggest} ({share:.0%} of the time; not transformer matmul work)"
+    result = {
+        "model": str(args.weights),
+        "device": device if not device.startswith("cuda") else f"cuda ({torch.cuda.get_device_name()})",
+        "batch": args.batch,
+        "steps": steps,
+        "precision": "bf16 autocast" if args.bf16 else str(pipe.transformer.dtype).replace("torch.", ""),
+        "guidance": {k: pipe.sampling_defaults[k] for k in ("guidance_scale", "audio_guidance_scale",
+                                                            "sync_guidance_scale")},
+        "total_s": total_s,
+        "parts_s": parts,
+        "parts_share": {p: v / total_s for p, v in parts.items()},
+        "transformer_s": transformer_s,
+        "transformer_forwards": n_forwards,
+        "transformer_batch": int(captured["hidden_states"].shape[0]),
+        "transformer_gflop_per_forward": flops_forward / 1e9,
+        "transformer_gflop_by_part": {p: v / 1e9 for p, v in flops_parts.items()},
+        "transformer_tflops": transformer_tflops,
+        "transformer_tflops_by_part": part_tflops,
+        "matmul_peak_tflops_bf16": peak_bf16,
+        "matmul_peak_tflops_fp32": peak_fp32,
+        "mfu": transformer_tflops / peak_bf16,
+        "mfu_fp32_peak": transformer_tflops / peak_fp32,
+        "bottleneck": bottleneck,
+        "torch_threads": torch.get_num_threads(),
+        "load_average_1m": os.getloadavg()[0],
+    }
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="pipeline folder (model_index.json)")
+    parser.add_argument("--batch", type=int, default=1, help="clips per pipeline call (16 for the MFU goal)")
+    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's; --quick 4)")
+    parser.add_argument("--bf16", action="store_true", help="run the generation under bf16 autocast")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="4 steps, fewer matmul repeats")
+    args = parser.parse_args(argv)
+    if not (Path(args.weights) / "model_index.json").is_file():
+        print(f"error: no model at {args.weights} (model_index.json missing): train one or pass --weights",
+              file=sys.stderr)
+        return 1
+    try:
+        result = run(args)
+    except SeedanceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
