@@ -25,6 +25,35 @@ BENCH = ROOT / "bench"
 README = ROOT / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 SKIP = {"run_all.py", "__init__.py"}
+# The README shows each issue's headline figures; bench/results.json keeps everything each script printed.
+HEADLINE = {
+    "data_throughput": ["clips_per_s"],
+    "eval_validation": ["xcorr_offset_acc", "syncexpert_offset_acc", "in_sync_reads_zero.xcorr",
+                        "in_sync_reads_zero.syncexpert", "lsec_matched_median", "lsec_mismatched_median",
+                        "probe_accuracy", "chance"],
+    "autoencoders": ["video_psnr_db", "video_ssim", "mel_l1", "stft_dist_vocoder", "stft_dist_griffinlim",
+                     "vocoder_speedup_vs_griffinlim", "sync_lag0_fraction", "mouth_open_corr"],
+    "text_encoder": ["cosine_mean", "recall_at_1", "spearman", "student_sents_per_s", "teacher_sents_per_s",
+                     "params_total", "params_active", "engram_ablation_cosine_drop", "big_table_throughput_ratio",
+                     "host_table_throughput_ratio", "moe_max_imbalance", "dead_experts"],
+    "generation_quality": ["n_clips", "offset_within_1_frame", "event_f1", "chance", "real", "lsec_generated",
+                           "lsec_real", "probe_accuracy.", "v2a", "a2v", "ablations"],
+    "generation_speed": ["seconds_per_clip_median", "clip_seconds", "rtf", "peak_rss_mb", "steps", "startup_s"],
+    "profile_generation": ["parts_s", "transformer_tflops", "matmul_peak_tflops", "mfu", "bottleneck"],
+    "app_load": ["requests", "ok", "p50_s", "p95_s"],
+    "transformer_throughput": [""],
+}
+MAX_ROWS_PER_BENCH = 40
+
+
+def headline(name: str, figures: dict[str, object]) -> dict[str, object]:
+    """The figures of `name` whose flattened key starts with one of its headline keys (all, if none listed)."""
+    keys = HEADLINE.get(name)
+    if not keys:
+        return figures
+    picked = {k: v for k, v in figures.items() if any(k == h or k.startswith(h if h.endswith(".") else h + ".")
+                                                      or (h == "") for h in keys)}
+    return dict(list(picked.items())[:MAX_ROWS_PER_BENCH])
 
 
 def machine_description() -> str:
@@ -70,7 +99,7 @@ def table(results: dict[str, dict], machine: str) -> str:
     for name, run in results.items():
         if not run["ok"]:
             continue
-        for key, value in flatten(run["result"]).items():
+        for key, value in headline(name, flatten(run["result"])).items():
             if isinstance(value, float):
                 value = f"{value:.4g}"
             rows.append(f"| {name} | `{key}` | {value} | `{run['command']}` | {run.get('machine', machine)} |")
