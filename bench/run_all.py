@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 README = ROOT / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-SKIP = {"run_all.py", "__init__.py"}
+SKIP = {"run_all.py", "__init__.py", "gpu_bench.py"}  # gpu_bench: GPU only, run through bench/gpu.sh
 # The README shows each issue's headline figures; bench/results.json keeps everything each script printed.
 HEADLINE = {
     "data_throughput": ["clips_per_s"],

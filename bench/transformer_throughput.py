@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/transformer_throughput.py [--quick] [--threads 1]
 
-Measures one optimiser step (forward + backward + AdamW) at the shipped size for each attention kernel
+Measures one optimiser step (forward + backward + AdamW) at the shipped size (weights/seedance-tiny/transformer/
+config.json when it exists, else the recipe's model for the shipped VAEs and text encoder) for each attention kernel
 (explicit matmul softmax vs torch's scaled_dot_product_attention) and precision (fp32 vs bf16 autocast), and
 one sampling forward pass (batch 3: conditional, unconditional and no-coupling passes). Median of repeats
 after warm-up; other processes on the machine make these numbers noisy, so the load average is reported.
@@ -23,20 +24,53 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import seedance.models.transformer_av as tav  # noqa: E402
+from seedance.config import ClipPreset  # noqa: E402
 
-SHIPPED = dict(in_channels=16, audio_in_channels=16, patch_size=2, num_layers=6, video_dim=192, video_heads=4,
-               audio_dim=128, audio_heads=4, cross_modal_dim=128, cross_modal_heads=4, text_dim=256,
-               pooled_text_dim=256, ff_mult=3.0)
+WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "seedance-tiny"
+TEXT_LEN = 40  # the transformer recipe's --text-len
 
 
-def batch(n: int, text_len: int = 24):
+def read_config(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def shipped_config(weights: Path = WEIGHTS) -> tuple[dict, str]:
+    """The shipped transformer's config (weights/seedance-tiny/transformer/config.json) when it exists, else the
+    recipe's model for the shipped VAEs and text encoder (app/random_model.py full_size_transformer_kwargs)."""
+    config = read_config(weights / "transformer" / "config.json")
+    if config is not None:
+        return {k: v for k, v in config.items() if not k.startswith("_")}, str(weights / "transformer" / "config.json")
+    from app.random_model import full_size_transformer_kwargs
+
+    config = full_size_transformer_kwargs("tiny")
+    text = read_config(weights / "text_encoder" / "config.json")
+    if text is not None:  # the text width the shipped encoder really has
+        config["text_dim"] = config["pooled_text_dim"] = text["hidden_size"]
+    return config, "recipe defaults for the shipped VAEs (no transformer/config.json yet)"
+
+
+def latent_shapes(config: dict, weights: Path = WEIGHTS) -> tuple[tuple, tuple]:
+    """Video [Cv,Tv,h,w] and audio [Ca,Ta] latents of one default-length clip at the config's preset, with the
+    shipped VAEs' compressions (video 4x time / 4x space, audio 5x time over mel frames when no config says else)."""
+    preset = ClipPreset.from_dict(config.get("preset") or {})
+    vae = read_config(weights / "vae" / "config.json") or {}
+    avae = read_config(weights / "audio_vae" / "config.json") or {}
+    tc, sc, tca = vae.get("temporal_compression", 4), vae.get("spatial_compression", 4), \
+        avae.get("temporal_compression", 5)
+    t_v = -(-preset.num_frames // tc)
+    t_a = -(-(preset.num_samples // preset.hop_length) // tca)
+    return (config["in_channels"], t_v, preset.height // sc, preset.width // sc), (config["audio_in_channels"], t_a)
+
+
+def batch(n: int, config: dict, shapes: tuple[tuple, tuple]):
     g = torch.Generator().manual_seed(0)
-    return dict(hidden_states=torch.randn(n, 16, 8, 8, 8, generator=g),
-                audio_hidden_states=torch.randn(n, 16, 40, generator=g),
-                encoder_hidden_states=torch.randn(n, text_len, 256, generator=g),
-                pooled_projections=torch.randn(n, 256, generator=g),
+    video, audio = shapes
+    return dict(hidden_states=torch.randn(n, *video, generator=g),
+                audio_hidden_states=torch.randn(n, *audio, generator=g),
+                encoder_hidden_states=torch.randn(n, TEXT_LEN, config["text_dim"], generator=g),
+                pooled_projections=torch.randn(n, config["pooled_text_dim"], generator=g),
                 timestep=torch.rand(n, generator=g) * 1000,
-                encoder_attention_mask=torch.ones(n, text_len, dtype=torch.long))
+                encoder_attention_mask=torch.ones(n, TEXT_LEN, dtype=torch.long))
 
 
 def time_it(fn, repeats: int, warmup: int = 2) -> float:
@@ -55,15 +89,19 @@ def main() -> None:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--patch-size", type=int, default=2)
+    p.add_argument("--patch-size", type=int, default=0, help="override the config's spatial patch (0: keep it)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     repeats = 2 if args.quick else 5
     bs = 8 if args.quick else args.batch_size
     torch.manual_seed(0)
-    model = tav.SeedanceTransformer(**{**SHIPPED, "patch_size": args.patch_size})
+    config, source = shipped_config()
+    if args.patch_size:
+        config["patch_size"] = args.patch_size
+    shapes = latent_shapes(config)
+    model = tav.SeedanceTransformer.from_config(config).float()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    x = batch(bs)
+    x = batch(bs, config, shapes)
     results = {}
     for backend in ("matmul", "sdpa"):
         tav.ATTENTION_BACKEND = backend
@@ -79,7 +117,7 @@ def main() -> None:
 
             results[f"train_step_s_{backend}_{precision}"] = round(time_it(step, repeats), 4)
     tav.ATTENTION_BACKEND = "matmul"
-    xs = batch(3)
+    xs = batch(3, config, shapes)
     for precision in ("fp32", "bf16"):
         def forward(low: bool = precision == "bf16"):
             with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
@@ -89,7 +127,10 @@ def main() -> None:
     best = min((k for k in results if k.startswith("train_step")), key=results.get)
     print(json.dumps({
         "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
-        "video_tokens": 8 * (8 // args.patch_size) ** 2, "audio_tokens": 40, "batch_size": bs,
+        "config": source, "video_latents": list(shapes[0]), "audio_latents": list(shapes[1]),
+        "patch_size": config["patch_size"], "text_dim": config["text_dim"],
+        "video_tokens": shapes[0][1] * (shapes[0][2] // config["patch_size"]) * (shapes[0][3] // config["patch_size"]),
+        "audio_tokens": shapes[1][1], "batch_size": bs,
         "threads": args.threads, "load_average": round(os.getloadavg()[0], 2), **results,
         "fastest_train_step": best,
     }, indent=2))
