@@ -132,3 +132,17 @@ def test_demo_generates_every_example_prompt_and_lists_them(model_dir, tmp_path)
     assert CLIPS_START in readme and all(c.name in readme for c in clips) and all(p in readme for p in prompts)
     assert main(["demo", "--out", str(out), "--weights", str(model_dir)]) == 0  # a rerun rewrites, not appends
     assert (out / "README.md").read_text().count(CLIPS_START) == 1
+
+
+SHIPPED = ROOT / "weights" / "seedance-tiny"
+
+
+@pytest.mark.skipif(not (SHIPPED / "model_index.json").is_file(), reason="no shipped generator in weights/")
+def test_shipped_model_generates_a_clip_with_sound(tmp_path):
+    out = tmp_path / "shipped.mp4"
+    assert main(["generate", "a red ball bounces on a black floor", "-o", str(out), "--steps", "4"]) == 0
+    info = streams(out)
+    assert info["video"][0] == "h264" and info["audio"][0] == "aac"
+    clip = read_clip(out)
+    assert clip.frames.shape == (32, 64, 64, 3)
+    assert clip.frames.std() > 1.0 and np.abs(clip.audio).max() > 1e-3  # a picture and a sound, not a blank
