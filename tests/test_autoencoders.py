@@ -224,10 +224,11 @@ def test_shipped_video_vae_reconstructs_a_test_clip():
 
     vae = load_component(VideoVAE, _shipped("vae")).eval()
     assert len(vae.config.latents_std) == vae.config.latent_channels
-    s = make_sample("bounce", 1, TINY, "test")
-    x = torch.from_numpy(s.frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+    clips = [make_sample(scene, 1, TINY, "test") for scene in ("face", "bounce", "keys")]
+    x = torch.stack([torch.from_numpy(s.frames).permute(3, 0, 1, 2).float() / 127.5 - 1 for s in clips])
     z = vae.encode_latents(x)
-    assert 0.5 < z.std().item() < 2.0  # normalised latents are roughly unit scale
+    # normalised latents are roughly unit scale over a mix of scenes (one flat-background clip alone is not)
+    assert 0.5 < z.std().item() < 2.0
     y = vae.decode_latents(z)
     psnr = 10 * math.log10(4.0 / (y - x).pow(2).mean().item())
     assert psnr > 27.0
