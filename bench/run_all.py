@@ -87,11 +87,25 @@ def run_bench(script: Path, quick: bool, timeout: float) -> dict:
     except subprocess.TimeoutExpired:
         return {"command": shown, "ok": False, "error": f"timed out after {timeout:.0f} s"}
     seconds = round(time.perf_counter() - start, 1)
-    lines = [line for line in proc.stdout.splitlines() if line.strip().startswith("{")]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+    result = last_json_object(proc.stdout)
+    if proc.returncode != 0 or result is None:
+        tail = (proc.stderr.strip().splitlines() or ["no JSON object on stdout"])[-1]
         return {"command": shown, "ok": False, "error": tail, "seconds": seconds}
-    return {"command": shown, "ok": True, "seconds": seconds, "result": json.loads(lines[-1])}
+    return {"command": shown, "ok": True, "seconds": seconds, "result": result}
+
+
+def last_json_object(stdout: str) -> dict | None:
+    """The last JSON object printed, on one line or pretty-printed over several (from a line starting '{')."""
+    lines = stdout.splitlines()
+    for start in reversed([i for i, line in enumerate(lines) if line.startswith("{")]):
+        for end in (start + 1, len(lines)):
+            try:
+                value = json.loads("\n".join(lines[start:end]))
+            except json.JSONDecodeError:
+                continue
+            if isinstance(value, dict):
+                return value
+    return None
 
 
 def table(results: dict[str, dict], machine: str) -> str:
