@@ -17,7 +17,6 @@ maximum are skipped and say so. peak_rss_mb is the process's peak resident memor
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import statistics
@@ -28,6 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _common import run_on_weights  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from seedance.errors import SeedanceError  # noqa: E402
 
@@ -185,17 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeats is None:
         args.repeats = 2 if args.quick else 5
-    if not (Path(args.weights) / "model_index.json").is_file():  # before the imports that cost seconds
-        print(f"error: no model at {args.weights} (model_index.json missing): train one or pass --weights",
-              file=sys.stderr)
-        return 1
-    try:
-        result = run(args)
-    except SeedanceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(result))
-    return 0
+    return run_on_weights(args, run)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ it runs at. Other processes on the machine lower every rate: the 1-minute load a
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -35,6 +34,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _common import run_on_weights  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from seedance.errors import SeedanceError  # noqa: E402
 
@@ -297,17 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="4 steps, fewer matmul repeats")
     args = parser.parse_args(argv)
-    if not (Path(args.weights) / "model_index.json").is_file():
-        print(f"error: no model at {args.weights} (model_index.json missing): train one or pass --weights",
-              file=sys.stderr)
-        return 1
-    try:
-        result = run(args)
-    except SeedanceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(result))
-    return 0
+    return run_on_weights(args, run)
 
 
 if __name__ == "__main__":

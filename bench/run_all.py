@@ -143,7 +143,10 @@ def main() -> int:
     args = parser.parse_args()
 
     wanted = {n for n in args.only.split(",") if n}
-    scripts = sorted(p for p in BENCH.glob("*.py") if p.name not in SKIP and (not wanted or p.stem in wanted))
+    scripts = sorted(
+        p for p in BENCH.glob("*.py")
+        if p.name not in SKIP and not p.name.startswith("_") and (not wanted or p.stem in wanted)
+    )
     machine = machine_description()
     results: dict[str, dict] = {}
     out = Path(args.out)
