@@ -32,7 +32,6 @@ import argparse
 import json
 import math
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -42,6 +41,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
+from pipelines.recipe_common import lr_at as cosine_lr  # noqa: E402
+from pipelines.recipe_common import recipe_settings, resume, save_checkpoint, start_run, step_generator  # noqa: E402
 from seedance.config import ClipPreset, get_preset  # noqa: E402
 from seedance.errors import SeedanceError  # noqa: E402
 from seedance.models.io import atomic_save_pretrained, atomic_write_bytes  # noqa: E402
@@ -167,10 +168,6 @@ def load_clips(cache: Path, preset: ClipPreset, scenes: tuple[str, ...], split: 
         audio.append(t["audio"])
         names += [scene] * t["frames"].shape[0]
     return Clips(torch.cat(frames), torch.cat(audio), names)
-
-
-def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
-    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 997 + rank)
 
 
 def frames_to_video(frames: torch.Tensor) -> torch.Tensor:
@@ -381,43 +378,12 @@ TASKS = {"video_vae": VideoTask, "audio_vae": AudioVAETask, "vocoder": VocoderTa
 # ---- checkpoints -------------------------------------------------------------------------------------------------
 
 
-def latest_checkpoint(folder: Path) -> Path | None:
-    """The newest complete step_N folder (temporary .tmp_ folders are ignored)."""
-    if not folder.is_dir():
-        return None
-    done = [p for p in folder.glob("step_*") if p.is_dir() and (p / "train_state.json").is_file()]
-    return max(done, key=lambda p: int(p.name.split("_")[1]), default=None)
-
-
-def save_checkpoint(accelerator, folder: Path, step: int, seconds: float, keep: int) -> None:
-    final = folder / f"step_{step:07d}"
-    tmp = folder / f".tmp_step_{step:07d}"
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        folder.mkdir(parents=True, exist_ok=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        (tmp / "train_state.json").write_text(json.dumps({"step": step, "train_seconds": seconds}))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)  # a checkpoint is either complete or absent
-        done = sorted((p for p in folder.glob("step_*") if p.is_dir()), key=lambda p: int(p.name.split("_")[1]))
-        for old in done[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
+# ---- main --------------------------------------------------------------------------------------------------------
 
 
 def lr_at(step: int, args: argparse.Namespace) -> float:
-    """Linear warm-up, then cosine decay to 10% of the peak."""
-    if step < args.warmup:
-        return args.lr * (step + 1) / args.warmup
-    progress = min(1.0, (step - args.warmup) / max(1, args.steps - args.warmup))
-    return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-# ---- main --------------------------------------------------------------------------------------------------------
+    """The autoencoders decay to 10% of the peak (the evaluation models to 5%)."""
+    return cosine_lr(step, args, floor=0.1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -433,7 +399,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from accelerate import Accelerator
     from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
 
     out: Path = args.out
     # cpu=True where there is no GPU: then a torchrun-style launch (accelerate launch --multi_gpu) of N
@@ -455,27 +420,9 @@ def main(argv: list[str] | None = None) -> int:
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=1e-4)
     model, optimizer = accelerator.prepare(model, optimizer)
 
-    step, seconds = 0, 0.0
-    ckpt = latest_checkpoint(out / "checkpoints")
-    if ckpt is not None:
-        accelerator.load_state(str(ckpt))
-        state = json.loads((ckpt / "train_state.json").read_text())
-        step, seconds = int(state["step"]), float(state["train_seconds"])
-        accelerator.print(f"resumed from {ckpt} (step {step}, {seconds / 60:.1f} min trained)")
-
-    hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in vars(args).items()}
-    accelerator.init_trackers(args.model, config=hparams)
-    accelerator.print(
-        f"{args.model}: {n_params / 1e6:.2f} M parameters, {len(clips.frames)} training clips, "
-        f"{accelerator.num_processes} process(es) x batch {args.batch_size}, steps {step} -> {args.steps}"
-    )
-    bar = tqdm(
-        total=args.steps,
-        initial=step,
-        desc=args.model,
-        disable=not accelerator.is_main_process,
-        mininterval=0.5 if sys.stderr.isatty() else 30,  # a log file gets a line every 30 s, not every step
-    )
+    step, seconds = resume(accelerator, out / "checkpoints")
+    what = f"{n_params / 1e6:.2f} M parameters, {len(clips.frames)} training clips"
+    bar = start_run(accelerator, args.model, args, what, step)
     rank = accelerator.process_index
     stopped_early = False
     model.train()
@@ -530,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
                 "processes": accelerator.num_processes,
                 "threads": torch.get_num_threads(),
                 "command": "accelerate launch " + " ".join(sys.argv),
-                "recipe": hparams,
+                "recipe": recipe_settings(args),
             }
             atomic_write_bytes(args.export / "train_info.json", json.dumps(info, indent=2).encode())
             # Temporary folders and files are private (0700/0600); shipped weights are for everyone to read.

@@ -33,7 +33,14 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from pipelines.eval_train_common import latest_checkpoint, lr_at, save_checkpoint, step_generator  # noqa: E402
+from pipelines.recipe_common import (  # noqa: E402
+    lr_at,
+    recipe_settings,
+    resume,
+    save_checkpoint,
+    start_run,
+    step_generator,
+)
 from pipelines.syncworld_cache import ClipSet, load_scenes  # noqa: E402
 from seedance.config import ClipPreset, get_preset  # noqa: E402
 from seedance.errors import SeedanceError  # noqa: E402
@@ -180,7 +187,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from accelerate import Accelerator
     from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
 
     out: Path = args.out
     accelerator = Accelerator(log_with="tensorboard", project_dir=str(out / "logs"))
@@ -208,27 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=1e-4)
     model, optimizer = accelerator.prepare(model, optimizer)
 
-    step, seconds = 0, 0.0
-    ckpt = latest_checkpoint(out / "checkpoints")
-    if ckpt is not None:
-        accelerator.load_state(str(ckpt))
-        state = json.loads((ckpt / "train_state.json").read_text())
-        step, seconds = int(state["step"]), float(state["train_seconds"])
-        accelerator.print(f"resumed from {ckpt} (step {step}, {seconds / 60:.1f} min trained)")
-
-    hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in vars(args).items()}
-    accelerator.init_trackers("probes", config=hparams)
-    accelerator.print(
-        f"probes: {n_params / 1e6:.2f} M parameters, {len(train)} training clips, "
-        f"{accelerator.num_processes} process(es) x batch {args.batch_size}, steps {step} -> {args.steps}"
-    )
-    bar = tqdm(
-        total=args.steps,
-        initial=step,
-        desc="probes",
-        disable=not accelerator.is_main_process,
-        mininterval=0.5 if sys.stderr.isatty() else 30,
-    )
+    step, seconds = resume(accelerator, out / "checkpoints")
+    what = f"{n_params / 1e6:.2f} M parameters, {len(train)} training clips"
+    bar = start_run(accelerator, "probes", args, what, step)
     rank = accelerator.process_index
     unwrapped = accelerator.unwrap_model(model)
     num_frames = unwrapped.config.num_frames
@@ -281,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
                 "processes": accelerator.num_processes,
                 "threads": torch.get_num_threads(),
                 "command": "accelerate launch " + " ".join(sys.argv),
-                "recipe": hparams,
+                "recipe": recipe_settings(args),
             }
             atomic_write_bytes(args.export / "train_info.json", json.dumps(info, indent=2).encode())
             accelerator.print(f"exported the probes to {args.export}")
