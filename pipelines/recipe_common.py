@@ -15,6 +15,8 @@ import math
 import os
 import shutil
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -91,3 +93,73 @@ def start_run(accelerator, name: str, args: argparse.Namespace, what: str, step:
         disable=not accelerator.is_main_process,
         mininterval=0.5 if sys.stderr.isatty() else 30,  # a log file gets a line every 30 s, not every step
     )
+
+
+def run_steps(
+    accelerator,
+    model,
+    optimizer,
+    args: argparse.Namespace,
+    out: Path,
+    progress: tuple[int, float],
+    bar,
+    loss_fn: Callable[[torch.Generator], tuple[torch.Tensor, dict[str, float]]],
+    evaluate: Callable[[], dict[str, float]],
+    lr_fn: Callable[[int, argparse.Namespace], float] = lr_at,
+) -> tuple[int, float, bool]:
+    """The shared optimisation loop: seeded step, clipped AdamW update, logs, evaluation, checkpoints, time limit.
+
+    `loss_fn(g)` draws its batch from the step's generator g and returns (loss, logs); `evaluate()` runs on the
+    main process with the model in eval mode. Returns (step, training seconds, stopped early by --max-minutes)."""
+    step, seconds = progress
+    rank = accelerator.process_index
+    model.train()
+    while step < args.steps:
+        t0 = time.time()
+        g = step_generator(args.seed, step, rank)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_fn(step, args)
+        loss, logs = loss_fn(g)
+        accelerator.backward(loss)
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        seconds += time.time() - t0
+        bar.update(1)
+        if step % args.log_every == 0 or step == args.steps:
+            logs = {f"train/{k}": v for k, v in logs.items()}
+            logs.update({"train/loss": loss.item(), "train/grad_norm": float(grad_norm), "train/lr": lr_fn(step, args)})
+            accelerator.log(logs, step=step)
+            bar.set_postfix({k.split("/")[1]: f"{v:.4g}" for k, v in logs.items() if k != "train/lr"}, refresh=False)
+        if step % args.eval_every == 0 or step == args.steps:
+            if accelerator.is_main_process:
+                model.eval()
+                metrics = evaluate()
+                model.train()
+                accelerator.log(metrics, step=step)
+                bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+            accelerator.wait_for_everyone()
+        over_time = args.max_minutes is not None and seconds >= args.max_minutes * 60
+        if step % args.save_every == 0 or step == args.steps or over_time:
+            save_checkpoint(accelerator, out / "checkpoints", step, seconds, args.keep_checkpoints)
+        if over_time and step < args.steps:
+            bar.close()
+            return step, seconds, True
+    bar.close()
+    return step, seconds, False
+
+
+def write_train_info(accelerator, args: argparse.Namespace, summary: dict, n_params: int) -> None:
+    """<export>/train_info.json: the figures, the exact command and the recipe's settings."""
+    from seedance.models.io import atomic_write_bytes
+
+    info = {
+        **summary,
+        "parameters": n_params,
+        "processes": accelerator.num_processes,
+        "threads": torch.get_num_threads(),
+        "command": "accelerate launch " + " ".join(sys.argv),
+        "recipe": recipe_settings(args),
+    }
+    atomic_write_bytes(Path(args.export) / "train_info.json", json.dumps(info, indent=2).encode())

@@ -42,7 +42,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from pipelines.recipe_common import lr_at as cosine_lr  # noqa: E402
-from pipelines.recipe_common import recipe_settings, resume, save_checkpoint, start_run, step_generator  # noqa: E402
+from pipelines.recipe_common import resume, run_steps, start_run, write_train_info  # noqa: E402
 from seedance.config import ClipPreset, get_preset  # noqa: E402
 from seedance.errors import SeedanceError  # noqa: E402
 from seedance.models.io import atomic_save_pretrained, atomic_write_bytes  # noqa: E402
@@ -423,43 +423,14 @@ def main(argv: list[str] | None = None) -> int:
     step, seconds = resume(accelerator, out / "checkpoints")
     what = f"{n_params / 1e6:.2f} M parameters, {len(clips.frames)} training clips"
     bar = start_run(accelerator, args.model, args, what, step)
-    rank = accelerator.process_index
-    stopped_early = False
-    model.train()
-    while step < args.steps:
-        t0 = time.time()
-        g = step_generator(args.seed, step, rank)
-        batch = task.batch(g)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, args)
-        loss, logs = task.loss(model, batch, g)
-        accelerator.backward(loss)
-        grad_norm = accelerator.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        seconds += time.time() - t0
-        bar.update(1)
-        if step % args.log_every == 0 or step == args.steps:
-            logs = {f"train/{k}": v for k, v in logs.items()}
-            logs.update({"train/loss": loss.item(), "train/grad_norm": float(grad_norm), "train/lr": lr_at(step, args)})
-            accelerator.log(logs, step=step)
-            bar.set_postfix({k.split("/")[1]: f"{v:.4g}" for k, v in logs.items() if k != "train/lr"}, refresh=False)
-        if step % args.eval_every == 0 or step == args.steps:
-            if accelerator.is_main_process:
-                model.eval()
-                metrics = task.evaluate(accelerator.unwrap_model(model))
-                model.train()
-                accelerator.log(metrics, step=step)
-                bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-            accelerator.wait_for_everyone()
-        over_time = args.max_minutes is not None and seconds >= args.max_minutes * 60
-        if step % args.save_every == 0 or step == args.steps or over_time:
-            save_checkpoint(accelerator, out / "checkpoints", step, seconds, args.keep_checkpoints)
-        if over_time and step < args.steps:
-            stopped_early = True
-            break
-    bar.close()
+    def loss_fn(g: torch.Generator):
+        return task.loss(model, task.batch(g), g)
+
+    step, seconds, stopped_early = run_steps(
+        accelerator, model, optimizer, args, out, (step, seconds), bar, loss_fn,
+        lambda: task.evaluate(accelerator.unwrap_model(model)),
+        lr_fn=lr_at
+    )
 
     summary = {"model": args.model, "step": step, "steps": args.steps, "train_minutes": round(seconds / 60, 2)}
     if accelerator.is_main_process:
@@ -471,15 +442,7 @@ def main(argv: list[str] | None = None) -> int:
             task.finalize(unwrapped)
             export = torch.nn.Module.to(unwrapped, torch.float16)  # fp16 on disk; loads back as float32
             atomic_save_pretrained(export, args.export)
-            info = {
-                **summary,
-                "parameters": n_params,
-                "processes": accelerator.num_processes,
-                "threads": torch.get_num_threads(),
-                "command": "accelerate launch " + " ".join(sys.argv),
-                "recipe": recipe_settings(args),
-            }
-            atomic_write_bytes(args.export / "train_info.json", json.dumps(info, indent=2).encode())
+            write_train_info(accelerator, args, summary, n_params)
             # Temporary folders and files are private (0700/0600); shipped weights are for everyone to read.
             os.chmod(args.export, 0o755)
             for file in args.export.iterdir():

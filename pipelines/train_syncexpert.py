@@ -31,7 +31,6 @@ import argparse
 import json
 import math
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -40,14 +39,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from pipelines.recipe_common import (  # noqa: E402
-    lr_at,
-    recipe_settings,
-    resume,
-    save_checkpoint,
-    start_run,
-    step_generator,
-)
+from pipelines.recipe_common import resume, run_steps, start_run, write_train_info  # noqa: E402
 from pipelines.syncworld_cache import ClipSet, load_scenes  # noqa: E402
 from seedance.config import ClipPreset, get_preset  # noqa: E402
 from seedance.errors import SeedanceError  # noqa: E402
@@ -258,42 +250,16 @@ def main(argv: list[str] | None = None) -> int:
     step, seconds = resume(accelerator, out / "checkpoints")
     what = f"{n_params / 1e6:.2f} M parameters, {len(train)} training clips ({', '.join(args.scenes)})"
     bar = start_run(accelerator, "syncexpert", args, what, step)
-    rank = accelerator.process_index
-    stopped_early = False
     unwrapped = accelerator.unwrap_model(model)
-    model.train()
-    while step < args.steps:
-        t0 = time.time()
-        g = step_generator(args.seed, step, rank)
+
+    def loss_fn(g: torch.Generator):
         video, audio = sampler.batch(g)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, args)
-        loss, logs = contrastive_loss(model, video, audio)
-        accelerator.backward(loss)
-        grad_norm = accelerator.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        seconds += time.time() - t0
-        bar.update(1)
-        if step % args.log_every == 0 or step == args.steps:
-            logs = {f"train/{k}": v for k, v in logs.items()}
-            logs.update({"train/loss": loss.item(), "train/grad_norm": float(grad_norm), "train/lr": lr_at(step, args)})
-            accelerator.log(logs, step=step)
-            bar.set_postfix({k.split("/")[1]: f"{v:.3g}" for k, v in logs.items() if k != "train/lr"}, refresh=False)
-        if step % args.eval_every == 0 or step == args.steps:
-            if accelerator.is_main_process:
-                metrics = validate(unwrapped, val, preset)
-                accelerator.log(metrics, step=step)
-                bar.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
-            accelerator.wait_for_everyone()
-        over_time = args.max_minutes is not None and seconds >= args.max_minutes * 60
-        if step % args.save_every == 0 or step == args.steps or over_time:
-            save_checkpoint(accelerator, out / "checkpoints", step, seconds, args.keep_checkpoints)
-        if over_time and step < args.steps:
-            stopped_early = True
-            break
-    bar.close()
+        return contrastive_loss(model, video, audio)
+
+    step, seconds, stopped_early = run_steps(
+        accelerator, model, optimizer, args, out, (step, seconds), bar, loss_fn,
+        lambda: validate(unwrapped, val, preset)
+    )
 
     summary = {"model": "syncexpert", "step": step, "steps": args.steps, "train_minutes": round(seconds / 60, 2)}
     if accelerator.is_main_process:
@@ -302,15 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_bytes(out / "train_summary.json", json.dumps(summary, indent=2).encode())
         if args.export is not None and not stopped_early:
             atomic_save_pretrained(unwrapped, args.export)
-            info = {
-                **summary,
-                "parameters": n_params,
-                "processes": accelerator.num_processes,
-                "threads": torch.get_num_threads(),
-                "command": "accelerate launch " + " ".join(sys.argv),
-                "recipe": recipe_settings(args),
-            }
-            atomic_write_bytes(args.export / "train_info.json", json.dumps(info, indent=2).encode())
+            write_train_info(accelerator, args, summary, n_params)
             accelerator.print(f"exported the SyncExpert to {args.export}")
         accelerator.print(json.dumps(summary))
     accelerator.end_training()
