@@ -14,6 +14,12 @@ Guidance, each per modality where it applies:
   - sync_guidance_scale: one more pass with cross-modal attention switched off; the output is pushed away from
     that uncoupled prediction, i.e. towards what only the coupled model predicts (synchrony)
 All passes of one step run as one batch.
+
+Video-led joint sampling (`video_led=True`, text -> audio + video only): one more pass per step in which the
+video is the clean estimate of the previous step (x0 = x_t - sigma * v, timestep 0) and the audio is noised;
+the text-conditional audio velocity is taken from that pass. The audio branch then denoises the way it was
+trained in video-to-audio steps, against a video whose events are already placed, instead of both branches
+having to agree on event times while both are still noise.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ DEFAULT_SAMPLING = {
     "guidance_scale": 3.0,
     "audio_guidance_scale": 3.0,
     "sync_guidance_scale": 1.0,
+    "video_led": False,
 }
 
 
@@ -296,6 +303,7 @@ class SeedancePipeline(DiffusionPipeline):
         video=None,
         audio=None,
         cross_modal: bool = True,
+        video_led: bool | None = None,
         output_type: str = "np",
         return_dict: bool = True,
         callback_on_step_end: Callable | None = None,
@@ -307,6 +315,7 @@ class SeedancePipeline(DiffusionPipeline):
         guidance_scale = d["guidance_scale"] if guidance_scale is None else guidance_scale
         audio_guidance_scale = d["audio_guidance_scale"] if audio_guidance_scale is None else audio_guidance_scale
         sync_guidance_scale = d["sync_guidance_scale"] if sync_guidance_scale is None else sync_guidance_scale
+        video_led = bool(d.get("video_led", False) if video_led is None else video_led)
         height = preset.height if height is None else height
         width = preset.width if width is None else width
         frame_rate = preset.fps if frame_rate is None else frame_rate
@@ -387,22 +396,34 @@ class SeedancePipeline(DiffusionPipeline):
         self._num_timesteps = len(timesteps)
 
         # 6. denoise
+        video_led = video_led and cross_modal and given_video is None and given_audio is None
+        video_estimate = None  # [B,C,F,h,w] clean-video estimate of the previous step (video-led sampling)
+        # the led row's conditioning: the conditional text, cross-modal attention on
+        led_text, led_mask = torch.cat([text, text[:batch]]), torch.cat([text_mask, text_mask[:batch]])
+        led_pooled, led_cm = torch.cat([text_pooled, text_pooled[:batch]]), torch.cat([cm_scale, cm_scale[:batch]])
         with self.progress_bar(total=num_inference_steps) as progress_bar:
             for i, t in enumerate(timesteps):
                 t_v = torch.zeros(batch, device=device) if given_video is not None else t.expand(batch).float()
                 t_a = torch.zeros(batch, device=device) if given_audio is not None else t.expand(batch).float()
+                led = video_led and video_estimate is not None
+                rows_v, rows_tv = [latents] * n_pass, [t_v] * n_pass
+                if led:  # one more row: text-conditional, video clean (its estimate), audio noised
+                    rows_v, rows_tv = rows_v + [video_estimate], rows_tv + [torch.zeros_like(t_v)]
+                n_rows = len(rows_v)
                 out = self.transformer(
-                    hidden_states=latents.repeat(n_pass, 1, 1, 1, 1).to(self.transformer.dtype),
-                    audio_hidden_states=audio_latents.repeat(n_pass, 1, 1).to(self.transformer.dtype),
-                    encoder_hidden_states=text.to(self.transformer.dtype),
-                    pooled_projections=text_pooled.to(self.transformer.dtype),
-                    timestep=t_v.repeat(n_pass),
-                    audio_timestep=t_a.repeat(n_pass),
-                    encoder_attention_mask=text_mask,
-                    cross_modal=cm_scale if cross_modal else False,
+                    hidden_states=torch.cat(rows_v).to(self.transformer.dtype),
+                    audio_hidden_states=audio_latents.repeat(n_rows, 1, 1).to(self.transformer.dtype),
+                    encoder_hidden_states=(led_text if led else text).to(self.transformer.dtype),
+                    pooled_projections=(led_pooled if led else text_pooled).to(self.transformer.dtype),
+                    timestep=torch.cat(rows_tv),
+                    audio_timestep=t_a.repeat(n_rows),
+                    encoder_attention_mask=led_mask if led else text_mask,
+                    cross_modal=(led_cm if led else cm_scale) if cross_modal else False,
                 )
-                v_all, va_all = out.sample.float().chunk(n_pass), out.audio_sample.float().chunk(n_pass)
+                v_all, va_all = out.sample.float().chunk(n_rows), out.audio_sample.float().chunk(n_rows)
                 parts = {name: (v_all[k], va_all[k]) for k, (name, _) in enumerate(passes)}
+                if led:  # the audio reads the placed video: its conditional velocity comes from the led row
+                    parts["cond"] = (parts["cond"][0], va_all[n_pass])
                 v, va = parts["cond"]
                 if use_cfg:
                     vu, vau = parts["uncond"]
@@ -413,6 +434,8 @@ class SeedancePipeline(DiffusionPipeline):
                     vn, van = parts["nocm"]
                     v = v + sync_guidance_scale * (vc - vn)
                     va = va + sync_guidance_scale * (vac - van)
+                if video_led:
+                    video_estimate = latents - self.scheduler.sigmas[i].to(latents.device) * v
                 if given_video is None:
                     latents = self.scheduler.step(v, t, latents, return_dict=False)[0]
                 if given_audio is None:
