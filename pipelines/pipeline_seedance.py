@@ -49,6 +49,8 @@ DEFAULT_SAMPLING = {
     "sync_guidance_scale": 1.0,
     "video_led": False,
 }
+MAX_INFERENCE_STEPS = 1000
+MAX_VIDEO_TOKENS = 4096  # per clip: attention memory grows with its square (4096 tokens ~ 1 GB at batch 3)
 
 
 @dataclass
@@ -224,8 +226,9 @@ class SeedancePipeline(DiffusionPipeline):
         if negative_prompt is not None and not isinstance(negative_prompt, (str, list)):
             raise SeedanceError("negative_prompt must be a string or a list of strings")
         if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, (int, np.integer)) or \
-                num_inference_steps <= 0:
-            raise SeedanceError(f"num_inference_steps must be a positive whole number, got {num_inference_steps!r}")
+                not 0 < num_inference_steps <= MAX_INFERENCE_STEPS:
+            raise SeedanceError(f"num_inference_steps must be a whole number from 1 to {MAX_INFERENCE_STEPS}, "
+                                f"got {num_inference_steps!r}")
         for name, value in (("guidance_scale", guidance_scale), ("audio_guidance_scale", audio_guidance_scale),
                             ("sync_guidance_scale", sync_guidance_scale)):
             _finite(name, value)
@@ -334,6 +337,12 @@ class SeedancePipeline(DiffusionPipeline):
             raise SeedanceError(f"{len(negatives)} negative prompts for {batch} prompts: give one per prompt")
         device = self._execution_device
         video_shape, audio_shape = self.latent_shapes(batch, n_frames, n_samples, height, width)
+        patch = self.transformer.config.patch_size
+        video_tokens = video_shape[2] * (video_shape[3] // patch) * (video_shape[4] // patch)
+        if video_tokens > MAX_VIDEO_TOKENS:
+            raise SeedanceError(f"{width}x{height} for {n_frames} frames is {video_tokens} video tokens, more than "
+                                f"{MAX_VIDEO_TOKENS}: use a smaller size or a shorter clip "
+                                f"(this model makes {self.preset.width}x{self.preset.height})")
         given_video = given_audio = None
         cross_modal = bool(cross_modal) and self.transformer.config.cross_modal_attention
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from seedance.faults import kill_point, remove_partial_checkpoints
+
 
 def latest_checkpoint(folder: Path) -> Path | None:
     if not folder.is_dir():
@@ -36,6 +38,7 @@ def save_checkpoint(accelerator, folder: Path, step: int, seconds: float, keep: 
         folder.mkdir(parents=True, exist_ok=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
+    kill_point("save", step)  # reliability checks: a crash between writing and publishing
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (tmp / "train_state.json").write_text(json.dumps({"step": step, "train_seconds": seconds}))
@@ -62,6 +65,10 @@ def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
 
 def resume(accelerator, folder: Path) -> tuple[int, float]:
     """Load the newest complete checkpoint in `folder` (if any); returns (step, training seconds so far)."""
+    if accelerator.is_main_process:
+        for name in remove_partial_checkpoints(folder):
+            accelerator.print(f"removed {name}: an unfinished checkpoint save from an interrupted run")
+    accelerator.wait_for_everyone()
     ckpt = latest_checkpoint(folder)
     if ckpt is None:
         return 0, 0.0
@@ -121,6 +128,7 @@ def run_steps(
             group["lr"] = lr_fn(step, args)
         loss, logs = loss_fn(g)
         accelerator.backward(loss)
+        kill_point("step", step + 1)  # reliability checks: a crash inside a step
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -43,6 +43,7 @@ if __package__ in (None, ""):  # `accelerate launch pipelines/train_text_encoder
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from seedance.errors import SeedanceError  # noqa: E402
+from seedance.faults import kill_point, remove_partial_checkpoints  # noqa: E402
 
 MODEL_ARGS = {  # CLI flag -> EngramMoETextEncoder config key
     "hidden_size": int,
@@ -392,6 +393,7 @@ def save_checkpoint(accelerator, out: Path, step: int, keep: int, train_minutes:
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp), safe_serialization=True)
+    kill_point("save", step)  # reliability checks: a crash between writing and publishing
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "train_minutes": round(train_minutes, 2)}))
@@ -516,6 +518,10 @@ def main(argv: list[str] | None = None) -> None:
     raw = accelerator.unwrap_model(model)
 
     start_step, minutes_before = 0, 0.0
+    if accelerator.is_main_process:
+        for name in remove_partial_checkpoints(out / "checkpoints"):
+            accelerator.print(f"removed {name}: an unfinished checkpoint save from an interrupted run")
+    accelerator.wait_for_everyone()
     found = checkpoints(out)
     if found:
         start_step, path = found[-1]
@@ -557,6 +563,7 @@ def main(argv: list[str] | None = None) -> None:
             losses["word"] = wl.detach()
             loss = loss + args.word_weight * wl
         accelerator.backward(loss)
+        kill_point("step", step + 1)  # reliability checks: a crash inside a step
         accelerator.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()

@@ -45,6 +45,7 @@ if str(ROOT) not in sys.path:  # `accelerate launch pipelines/train_transformer.
 
 from seedance.config import get_preset  # noqa: E402
 from seedance.errors import SeedanceError  # noqa: E402
+from seedance.faults import kill_point, remove_partial_checkpoints  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------- arguments
@@ -433,6 +434,7 @@ def save_checkpoint(accelerator, out: Path, step: int, ema: EMA, args) -> None:
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))  # model (safetensors), optimizer, RNG states
+    kill_point("save", step)  # reliability checks: a crash between writing and publishing
     if accelerator.is_main_process:
         save_file({k: v.contiguous() for k, v in ema.shadow.items()}, str(tmp / "ema.safetensors"))
         (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "args": vars(args)}, indent=1))
@@ -447,6 +449,10 @@ def save_checkpoint(accelerator, out: Path, step: int, ema: EMA, args) -> None:
 def resume(accelerator, out: Path, ema: EMA) -> int:
     from safetensors.torch import load_file
 
+    if accelerator.is_main_process:
+        for name in remove_partial_checkpoints(out / "checkpoints"):
+            accelerator.print(f"removed {name}: an unfinished checkpoint save from an interrupted run")
+    accelerator.wait_for_everyone()
     found = list_checkpoints(out)
     if not found:
         return 0
@@ -668,6 +674,7 @@ def main(argv: list[str] | None = None) -> int:
             per_sample = flow_loss(model, batch, args)
         loss, logs = total_loss(per_sample, batch, args)
         accelerator.backward(loss)
+        kill_point("step", step + 1)  # reliability checks: a crash inside a step
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), args.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -301,3 +301,16 @@ def test_overwrite_is_atomic_and_replaces(tmp_path):
     write_clip(path, frames, audio, FPS, SR)
     assert read_clip(path).frames.shape == frames.shape
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+def test_damaged_header_without_a_codec_is_a_clean_error():
+    """A 447-byte mp4 head with flipped bits (found by bench/reliability.py): its stream has no codec context."""
+    from pathlib import Path
+
+    from seedance.data.media import probe_clip
+
+    damaged = Path(__file__).parent / "data" / "damaged_header.mp4"
+    for read in (probe_clip, read_clip):
+        with pytest.raises(MediaError, match="damaged|not a readable|no video") as info:
+            read(damaged)
+        assert "\n" not in str(info.value)
