@@ -42,6 +42,9 @@ HEADLINE = {
     "profile_generation": ["parts_s", "transformer_tflops", "matmul_peak_tflops", "mfu", "bottleneck"],
     "app_load": ["requests", "ok", "p50_s", "p95_s"],
     "transformer_throughput": [""],
+    "reliability": ["cases_tried", "cases_passed", "load.rss_growth"]
+    + [f"{area}.{k}" for area in ("training_faults", "fuzz", "load", "safe_defaults", "determinism")
+       for k in ("cases", "passed")],
 }
 MAX_ROWS_PER_BENCH = 40
 

@@ -20,6 +20,10 @@ video is the clean estimate of the previous step (x0 = x_t - sigma * v, timestep
 the text-conditional audio velocity is taken from that pass. The audio branch then denoises the way it was
 trained in video-to-audio steps, against a video whose events are already placed, instead of both branches
 having to agree on event times while both are still noise.
+
+`transformer_precision="bf16"` runs the transformer's forward passes under bf16 autocast (the latents, the
+scheduler and the decoders stay in fp32); on CPUs with AMX / AVX-512 bf16 its matmuls run several times
+faster. Both options default to the model's sampling_defaults.json.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ DEFAULT_SAMPLING = {
     "audio_guidance_scale": 3.0,
     "sync_guidance_scale": 1.0,
     "video_led": False,
+    "transformer_precision": "fp32",
 }
 MAX_INFERENCE_STEPS = 1000
 MAX_VIDEO_TOKENS = 4096  # per clip: attention memory grows with its square (4096 tokens ~ 1 GB at batch 3)
@@ -307,6 +312,7 @@ class SeedancePipeline(DiffusionPipeline):
         audio=None,
         cross_modal: bool = True,
         video_led: bool | None = None,
+        transformer_precision: str | None = None,
         output_type: str = "np",
         return_dict: bool = True,
         callback_on_step_end: Callable | None = None,
@@ -319,6 +325,9 @@ class SeedancePipeline(DiffusionPipeline):
         audio_guidance_scale = d["audio_guidance_scale"] if audio_guidance_scale is None else audio_guidance_scale
         sync_guidance_scale = d["sync_guidance_scale"] if sync_guidance_scale is None else sync_guidance_scale
         video_led = bool(d.get("video_led", False) if video_led is None else video_led)
+        precision = d.get("transformer_precision", "fp32") if transformer_precision is None else transformer_precision
+        if precision not in ("fp32", "bf16"):
+            raise SeedanceError(f"transformer_precision must be 'fp32' or 'bf16', got {precision!r}")
         height = preset.height if height is None else height
         width = preset.width if width is None else width
         frame_rate = preset.fps if frame_rate is None else frame_rate
@@ -419,16 +428,17 @@ class SeedancePipeline(DiffusionPipeline):
                 if led:  # one more row: text-conditional, video clean (its estimate), audio noised
                     rows_v, rows_tv = rows_v + [video_estimate], rows_tv + [torch.zeros_like(t_v)]
                 n_rows = len(rows_v)
-                out = self.transformer(
-                    hidden_states=torch.cat(rows_v).to(self.transformer.dtype),
-                    audio_hidden_states=audio_latents.repeat(n_rows, 1, 1).to(self.transformer.dtype),
-                    encoder_hidden_states=(led_text if led else text).to(self.transformer.dtype),
-                    pooled_projections=(led_pooled if led else text_pooled).to(self.transformer.dtype),
-                    timestep=torch.cat(rows_tv),
-                    audio_timestep=t_a.repeat(n_rows),
-                    encoder_attention_mask=led_mask if led else text_mask,
-                    cross_modal=(led_cm if led else cm_scale) if cross_modal else False,
-                )
+                with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                    out = self.transformer(
+                        hidden_states=torch.cat(rows_v).to(self.transformer.dtype),
+                        audio_hidden_states=audio_latents.repeat(n_rows, 1, 1).to(self.transformer.dtype),
+                        encoder_hidden_states=(led_text if led else text).to(self.transformer.dtype),
+                        pooled_projections=(led_pooled if led else text_pooled).to(self.transformer.dtype),
+                        timestep=torch.cat(rows_tv),
+                        audio_timestep=t_a.repeat(n_rows),
+                        encoder_attention_mask=led_mask if led else text_mask,
+                        cross_modal=(led_cm if led else cm_scale) if cross_modal else False,
+                    )
                 v_all, va_all = out.sample.float().chunk(n_rows), out.audio_sample.float().chunk(n_rows)
                 parts = {name: (v_all[k], va_all[k]) for k, (name, _) in enumerate(passes)}
                 if led:  # the audio reads the placed video: its conditional velocity comes from the led row

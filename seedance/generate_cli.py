@@ -30,6 +30,11 @@ def add_sampling_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audio-guidance", type=float, default=None, help="audio classifier-free guidance scale")
     parser.add_argument("--sync-guidance", type=float, default=None, help="push away from the uncoupled prediction")
     parser.add_argument("--negative-prompt", default=None)
+    parser.add_argument("--video-led", action=argparse.BooleanOptionalAction, default=None,
+                        help="text -> clip: denoise the audio against the video's running clean estimate "
+                             "(default: the model's sampling_defaults.json)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default=None,
+                        help="the transformer's precision (bf16: autocast; default: the model's)")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -83,6 +88,8 @@ def call_kwargs(args: argparse.Namespace) -> dict:
         "sync_guidance_scale": args.sync_guidance,
         "negative_prompt": args.negative_prompt,
         "duration": getattr(args, "duration", None),
+        "video_led": getattr(args, "video_led", None),
+        "transformer_precision": getattr(args, "precision", None),
     }
     if mapping["duration"] is not None:
         check_finite("duration", mapping["duration"])
