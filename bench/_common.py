@@ -23,3 +23,26 @@ def run_on_weights(args, run: Callable[[object], dict]) -> int:
         return 1
     print(json.dumps(result))
     return 0
+
+
+SAMPLER_KEYS = ("num_inference_steps", "guidance_scale", "audio_guidance_scale", "sync_guidance_scale", "video_led",
+                "transformer_precision")
+
+
+def add_sampler_args(parser) -> None:
+    """Overrides of the model's sampling_defaults.json, so one bench compares sampler settings on equal terms."""
+    import argparse
+
+    parser.add_argument("--sync-guidance", type=float, default=None, help="override sync_guidance_scale")
+    parser.add_argument("--video-led", action=argparse.BooleanOptionalAction, default=None,
+                        help="override video_led (text -> clip)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default=None,
+                        help="override transformer_precision")
+
+
+def apply_sampler_args(pipe, args) -> dict:
+    """Write the given overrides into the pipeline's defaults; returns the sampler settings now in force."""
+    overrides = {"sync_guidance_scale": args.sync_guidance, "video_led": args.video_led,
+                 "transformer_precision": args.precision}
+    pipe.sampling_defaults.update({k: v for k, v in overrides.items() if v is not None})
+    return {k: pipe.sampling_defaults.get(k) for k in SAMPLER_KEYS}

@@ -40,6 +40,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _common import add_sampler_args, apply_sampler_args  # noqa: E402  (bench/ is on sys.path when run as a script)
+
 from seedance.errors import SeedanceError, WeightsError  # noqa: E402
 
 DEFAULT_WEIGHTS = ROOT / "weights" / "seedance-tiny"
@@ -251,6 +253,7 @@ def run(args: argparse.Namespace) -> dict:
     probes = load_probes(args.probes).to(device)
     preset = pipe.preset
     fps, sr = preset.fps, preset.sample_rate
+    sampler = apply_sampler_args(pipe, args)
     d = pipe.sampling_defaults
     steps = args.steps or (min(8, d["num_inference_steps"]) if args.quick else d["num_inference_steps"])
     settings = {"num_inference_steps": int(steps), "guidance_scale": d["guidance_scale"],
@@ -356,6 +359,7 @@ def run(args: argparse.Namespace) -> dict:
         "scenes": scenes,
         "steps": int(steps),
         "guidance": {k: settings[k] for k in ("guidance_scale", "audio_guidance_scale", "sync_guidance_scale")},
+        "sampler": sampler,
         "clip_seconds": preset.duration_s,
         "seconds_per_clip": joint_s / len(captions),
         "offset_within_1_frame": joint["offset_within_1_frame"],
@@ -404,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     parser.add_argument("--details", default=None, help="also write per-clip scores to this JSON file")
     parser.add_argument("--quick", action="store_true", help="6 prompts, at most 8 steps")
+    add_sampler_args(parser)
     args = parser.parse_args(argv)
     if args.n_clips is None:
         args.n_clips = 6 if args.quick else 66

@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _common import run_on_weights  # noqa: E402  (bench/ is on sys.path when run as a script)
+from _common import add_sampler_args, apply_sampler_args, run_on_weights  # noqa: E402  (bench/ is on sys.path)
 
 from seedance.errors import SeedanceError  # noqa: E402
 
@@ -114,6 +114,7 @@ def run(args: argparse.Namespace) -> dict:
         raise SeedanceError(f"--duration must be in (0, {preset.max_duration_s:g}] s for this model, got {duration}")
     steps = int(args.steps)
     prompts = held_out_prompts(64)
+    sampler = apply_sampler_args(pipe, args)
     d = pipe.sampling_defaults
 
     with tempfile.TemporaryDirectory(prefix="seedance-speed-") as tmp:
@@ -132,6 +133,7 @@ def run(args: argparse.Namespace) -> dict:
             "peak_rss_mb": peak_rss_mb(),
             "steps": steps,
             "guidance": {k: d[k] for k in ("guidance_scale", "audio_guidance_scale", "sync_guidance_scale")},
+            "sampler": sampler,
             "startup_s": startup_s,
             "import_s": import_s,
             "warmup_s": warmup_s,
@@ -183,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="2 timed clips, no scaling")
+    add_sampler_args(parser)
     args = parser.parse_args(argv)
     if args.repeats is None:
         args.repeats = 2 if args.quick else 5
