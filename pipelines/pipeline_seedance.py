@@ -28,6 +28,7 @@ faster. Both options default to the model's sampling_defaults.json.
 
 from __future__ import annotations
 
+import collections
 import copy
 import json
 import math
@@ -55,6 +56,7 @@ DEFAULT_SAMPLING = {
     "transformer_precision": "fp32",
 }
 MAX_INFERENCE_STEPS = 1000
+TEXT_CACHE_SIZE = 64  # prompt batches whose embeddings are kept
 MAX_VIDEO_TOKENS = 4096  # per clip: attention memory grows with its square (4096 tokens ~ 1 GB at batch 3)
 
 
@@ -87,6 +89,7 @@ class SeedancePipeline(DiffusionPipeline):
         self.register_modules(tokenizer=tokenizer, text_encoder=text_encoder, transformer=transformer, vae=vae,
                               audio_vae=audio_vae, vocoder=vocoder, scheduler=scheduler)
         self.sampling_defaults = dict(DEFAULT_SAMPLING)
+        self._text_cache: collections.OrderedDict = collections.OrderedDict()  # repeated prompts (the app, batches)
 
     # ------------------------------------------------------------------ loading and saving
     @classmethod
@@ -167,13 +170,27 @@ class SeedancePipeline(DiffusionPipeline):
     # ------------------------------------------------------------------ text
     @torch.no_grad()
     def encode_prompt(self, prompts: list[str], negative_prompts: list[str] | None = None):
-        """-> (states [N,L,D], mask [N,L], pooled [N,D]) for prompts followed by negative prompts (same padding)."""
+        """-> (states [N,L,D], mask [N,L], pooled [N,D]) for prompts followed by negative prompts (same padding).
+
+        The last TEXT_CACHE_SIZE results are kept, keyed by the exact texts and device, so a repeated prompt is
+        not encoded again; call `clear_text_cache()` after changing the text encoder's weights in place."""
         texts = list(prompts) + list(negative_prompts or [])
-        batch = self.tokenizer(texts, max_length=self.text_encoder.config.max_position)
         device = self._execution_device
+        key = (tuple(texts), str(device), id(self.text_encoder))
+        if key in self._text_cache:
+            self._text_cache.move_to_end(key)
+            return self._text_cache[key]
+        batch = self.tokenizer(texts, max_length=self.text_encoder.config.max_position)
         ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
         out = self.text_encoder(input_ids=ids, attention_mask=mask)
-        return out.last_hidden_state, mask, out.pooler_output
+        result = (out.last_hidden_state, mask, out.pooler_output)
+        self._text_cache[key] = result
+        while len(self._text_cache) > TEXT_CACHE_SIZE:
+            self._text_cache.popitem(last=False)
+        return result
+
+    def clear_text_cache(self) -> None:
+        self._text_cache.clear()
 
     # ------------------------------------------------------------------ given modalities
     def _video_to_tensor(self, video, num_frames: int, height: int, width: int) -> torch.Tensor:

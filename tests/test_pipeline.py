@@ -116,6 +116,24 @@ def test_video_led_sampling_moves_the_audio_and_leaves_the_video_and_given_modes
     assert torch.equal(dub[0], dub[1])  # video= already gives the audio a clean video: nothing to lead
 
 
+def test_repeated_prompts_reuse_their_text_embeddings(pipe, monkeypatch):
+    from pipelines import pipeline_seedance
+
+    pipe.clear_text_cache()
+    calls = []
+    forward = pipe.text_encoder.forward
+    monkeypatch.setattr(pipe.text_encoder, "forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
+    first = pipe("a red ball", generator=gen(), **FAST)
+    second = pipe("a red ball", generator=gen(), **FAST)
+    assert len(calls) == 1 and np.array_equal(first.frames, second.frames)  # encoded once, same clip
+    pipe("a blue ball", generator=gen(), **FAST)
+    assert len(calls) == 2
+    monkeypatch.setattr(pipeline_seedance, "TEXT_CACHE_SIZE", 1)
+    pipe("a green ball", generator=gen(), **FAST)  # evicts the rest
+    pipe("a red ball", generator=gen(), **FAST)
+    assert len(calls) == 4 and len(pipe._text_cache) == 1
+
+
 def test_bf16_transformer_precision_stays_close_to_fp32():
     p = tiny_pipeline()
     perturb_outputs(p.transformer)
