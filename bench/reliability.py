@@ -421,7 +421,8 @@ def load(work: Path, sequential: int, concurrent: int, steps: int | None) -> dic
         except urllib.error.HTTPError as exc:
             refused, code = exc.code in (403, 404), exc.code
         cases.append({"case": "file outside outputs refused", "path": path, "ok": refused, "status": code})
-    demo.close()
+    with contextlib.redirect_stdout(sys.stderr):  # Gradio announces the closing on stdout; the JSON line is ours
+        demo.close()
     first, last = rss.get(5), rss.get(sequential)
     growth = None if not first or not last else round(last / first - 1, 4)
     cases.append({"case": f"RSS after {sequential} within 10% of after 5", "ok": growth is not None and growth <= 0.10,
