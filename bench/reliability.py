@@ -287,7 +287,14 @@ def fuzz(work: Path, examples: int) -> dict:
         "duration": numbers, "num_frames": numbers, "height": st.one_of(st.integers(-64, 4096), numbers),
         "width": st.one_of(st.integers(-64, 4096), numbers), "frame_rate": numbers,
         "output_type": st.one_of(st.sampled_from(["np", "pt", "latent", "pil", ""]), st.text(max_size=4)),
-        "video_led": st.booleans()})
+        "video_led": st.booleans(), "negative_prompt": st.one_of(st.none(), any_text, numbers),
+        "transformer_precision": st.one_of(st.sampled_from(["fp32", "bf16", "fp16", ""]), numbers),
+        # given modalities of any shape: uint8 frames [F,H,W,3] (or wrong ranks) and float waveforms
+        "video": st.one_of(st.none(), st.tuples(st.integers(0, 40), st.integers(0, 80), st.integers(0, 80),
+                                                 st.sampled_from([1, 3, 4])).map(lambda t: np.zeros(t, np.uint8)),
+                           st.lists(st.integers(0, 9), max_size=4).map(lambda s: np.ones(s, np.float32))),
+        "audio": st.one_of(st.none(), st.integers(0, 70_000).map(lambda n: np.zeros(n, np.float32)),
+                           st.sampled_from([np.full(100, np.nan, np.float32), np.ones((2, 3, 4), np.float32)]))})
 
     @run
     @given(kwargs=params)
@@ -307,7 +314,8 @@ def fuzz(work: Path, examples: int) -> dict:
 
     @run
     @given(options=st.dictionaries(st.sampled_from(["--steps", "--seed", "--guidance", "--audio-guidance",
-                                                    "--sync-guidance", "--duration"]), option_values, max_size=3),
+                                                    "--sync-guidance", "--duration", "--negative-prompt",
+                                                    "--precision"]), option_values, max_size=3),
            suffix=st.sampled_from([".mp4", ".mkv", ".txt", ""]))
     def cli_options(options, suffix):
         target = out_dir / f"clip{suffix}"
@@ -503,6 +511,11 @@ def safe_defaults(work: Path) -> dict:
         "eval sync": ["eval", "sync", str(clip), "--json", "--no-syncexpert", "--csv", str(place / "r é.csv")],
         "generate --prompts": ["generate", "--prompts", str(place / "prompts ü.txt"), "--out-dir",
                                str(place / "batch out"), "--weights", str(weights), "--steps", "1"],
+        "eval prompt": ["eval", "prompt", str(clip), "--caption", "a red ball bounces", "--json"],
+        "data make": ["data", "make", "--scene", "bounce", "--n", "2", "--out", str(place / "data é")],
+        "data show": ["data", "show", str(place / "data é")],
+        "eval dist": ["eval", "dist", str(place / "batch out"), str(place / "data é"), "--json"],
+        "demo": ["demo", "--out", str(place / "demo «out»"), "--weights", str(weights)],
     }
     (place / "prompts ü.txt").write_text("a ball\nkeys play\n")
     for name, argv in commands.items():

@@ -314,3 +314,14 @@ def test_damaged_header_without_a_codec_is_a_clean_error():
         with pytest.raises(MediaError, match="damaged|not a readable|no video") as info:
             read(damaged)
         assert "\n" not in str(info.value)
+
+
+def test_clip_cut_to_one_decodable_frame_does_not_crash_the_reader():
+    """A bit-flipped mp4 (found by bench/reliability.py) of which one frame decodes: the frame rate was then read
+    from the closed container's stream, which crashed the interpreter with a segmentation fault."""
+    from pathlib import Path
+
+    damaged = Path(__file__).parent / "data" / "one_frame_left.mp4"
+    with pytest.raises(MediaError, match="truncated") as info:
+        read_clip(damaged)
+    assert "\n" not in str(info.value)

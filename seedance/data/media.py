@@ -419,7 +419,10 @@ class _VideoResampler:
     """Collects decoded frames and emits frames at a constant rate by presentation time."""
 
     def __init__(self, stream, fps: float | None, size: tuple[int, int] | None, fit: str):
-        self.stream = stream
+        # the stream's rate is read now: finish() runs after the container is closed, and touching a closed
+        # container's stream crashes the interpreter (a one-frame clip did, found by bench/reliability.py)
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        self.stream_rate = float(rate) if rate else None
         self.fps = fps
         self.size = size
         self.fit = fit
@@ -433,9 +436,8 @@ class _VideoResampler:
     def _target_fps(self) -> float:
         if self.fps is not None:
             return float(self.fps)
-        rate = self.stream.average_rate or self.stream.guessed_rate or self.stream.base_rate
-        if rate:
-            return float(rate)
+        if self.stream_rate:
+            return self.stream_rate
         return 1.0 / float(np.median(self.intervals)) if self.intervals else 25.0
 
     def add(self, frame) -> None:
