@@ -45,7 +45,7 @@ from pipelines.recipe_common import lr_at as cosine_lr  # noqa: E402
 from pipelines.recipe_common import resume, run_steps, start_run, write_train_info  # noqa: E402
 from seedance.config import ClipPreset, get_preset  # noqa: E402
 from seedance.errors import SeedanceError  # noqa: E402
-from seedance.models.io import atomic_save_pretrained, atomic_write_bytes  # noqa: E402
+from seedance.models.io import atomic_save_pretrained, atomic_write_bytes, load_component  # noqa: E402
 
 MODELS = ("video_vae", "audio_vae", "vocoder")
 SCENES = ("face", "bounce", "keys")
@@ -86,6 +86,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--phase-terms", default="ip,gd,iaf", help="vocoder: which phase losses (ip, gd, iaf)")
     p.add_argument("--model-config", default="{}", help="JSON overrides of the model's config (e.g. smaller widths)")
+    p.add_argument("--init-from", type=Path, default=None,
+                   help="start from this saved model (a save_pretrained folder of the same kind; its config is used)")
+    p.add_argument("--freeze-encoder", action="store_true",
+                   help="video VAE: train the decoder only (needs --init-from). The encoder, its latents and their "
+                        "stored mean/std stay exactly as loaded, so a generator trained on those latents stays valid")
     p.add_argument("--scenes", default=",".join(SCENES))
     p.add_argument("--clips-per-scene", type=int, default=200)
     p.add_argument("--eval-clips-per-scene", type=int, default=2)
@@ -115,6 +120,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.model_config = json.loads(args.model_config)
     except json.JSONDecodeError as exc:
         p.error(f"--model-config is not valid JSON: {exc}")
+    if args.freeze_encoder and (args.model != "video_vae" or args.init_from is None):
+        p.error("--freeze-encoder is for --model video_vae with --init-from (a trained VAE whose encoder to keep)")
     return args
 
 
@@ -215,7 +222,16 @@ class VideoTask(Task):
     def build(self):
         from seedance.models.video_vae import VideoVAE
 
-        return VideoVAE(**self.args.model_config)
+        if self.args.init_from is None:
+            return VideoVAE(**self.args.model_config)
+        model = load_component(VideoVAE, self.args.init_from).float()
+        # the loaded config decides the crop grid (model_tc / model_sc read model_config)
+        self.args.model_config = {**self.args.model_config,
+                                  "temporal_compression": model.config.temporal_compression,
+                                  "spatial_compression": model.config.spatial_compression}
+        if self.args.freeze_encoder:
+            model.encoder.requires_grad_(False)
+        return model
 
     def batch(self, g):
         n, f = self.clips.frames.shape[:2]
@@ -256,6 +272,8 @@ class VideoTask(Task):
 
     @torch.no_grad()
     def finalize(self, model):
+        if self.args.freeze_encoder:  # the latents did not change: keep the statistics the generator was trained on
+            return
         x = frames_to_video(self.clips.frames[:: max(1, len(self.clips.frames) // 48)])
         z = torch.cat([model.encode(x[i : i + 4]).latent_dist.mode() for i in range(0, len(x), 4)]).float()
         model.set_latent_stats(z.mean(dim=(0, 2, 3, 4)).tolist(), z.std(dim=(0, 2, 3, 4)).clamp(min=1e-3).tolist())
@@ -417,11 +435,13 @@ def main(argv: list[str] | None = None) -> int:
 
     model = task.build()
     n_params = sum(p.numel() for p in model.parameters())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=1e-4)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=args.lr, betas=(0.9, 0.99), weight_decay=1e-4)
     model, optimizer = accelerator.prepare(model, optimizer)
 
     step, seconds = resume(accelerator, out / "checkpoints")
-    what = f"{n_params / 1e6:.2f} M parameters, {len(clips.frames)} training clips"
+    what = f"{n_params / 1e6:.2f} M parameters ({sum(p.numel() for p in trainable) / 1e6:.2f} M trained), " \
+           f"{len(clips.frames)} training clips"
     bar = start_run(accelerator, args.model, args, what, step)
     def loss_fn(g: torch.Generator):
         return task.loss(model, task.batch(g), g)
@@ -442,6 +462,11 @@ def main(argv: list[str] | None = None) -> int:
             task.finalize(unwrapped)
             export = torch.nn.Module.to(unwrapped, torch.float16)  # fp16 on disk; loads back as float32
             atomic_save_pretrained(export, args.export)
+            if args.init_from is not None:  # from_pretrained recorded where it loaded from: not the export's business
+                config_file = args.export / "config.json"
+                config = json.loads(config_file.read_text())
+                config.pop("_name_or_path", None)
+                atomic_write_bytes(config_file, (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
             write_train_info(accelerator, args, summary, n_params)
             # Temporary folders and files are private (0700/0600); shipped weights are for everyone to read.
             os.chmod(args.export, 0o755)
