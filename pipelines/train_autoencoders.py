@@ -87,7 +87,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--phase-terms", default="ip,gd,iaf", help="vocoder: which phase losses (ip, gd, iaf)")
     p.add_argument("--model-config", default="{}", help="JSON overrides of the model's config (e.g. smaller widths)")
     p.add_argument("--init-from", type=Path, default=None,
-                   help="start from this saved model (a save_pretrained folder of the same kind; its config is used)")
+                   help="video VAE: start from this saved VAE (a save_pretrained folder; its config is used)")
     p.add_argument("--freeze-encoder", action="store_true",
                    help="video VAE: train the decoder only (needs --init-from). The encoder, its latents and their "
                         "stored mean/std stay exactly as loaded, so a generator trained on those latents stays valid")
@@ -120,6 +120,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.model_config = json.loads(args.model_config)
     except json.JSONDecodeError as exc:
         p.error(f"--model-config is not valid JSON: {exc}")
+    if args.init_from is not None and args.model != "video_vae":
+        p.error("--init-from is implemented for --model video_vae only")
     if args.freeze_encoder and (args.model != "video_vae" or args.init_from is None):
         p.error("--freeze-encoder is for --model video_vae with --init-from (a trained VAE whose encoder to keep)")
     return args

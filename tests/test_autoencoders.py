@@ -403,3 +403,10 @@ def test_freeze_encoder_needs_a_starting_model(tmp_path):
     )  # fmt: skip
     assert proc.returncode != 0
     assert "--freeze-encoder is for --model video_vae with --init-from" in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "pipelines" / "train_autoencoders.py"), "--model", "vocoder",
+         "--out", str(tmp_path), "--init-from", str(tmp_path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "--init-from is implemented for --model video_vae only" in proc.stderr
