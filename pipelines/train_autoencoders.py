@@ -87,7 +87,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--phase-terms", default="ip,gd,iaf", help="vocoder: which phase losses (ip, gd, iaf)")
     p.add_argument("--model-config", default="{}", help="JSON overrides of the model's config (e.g. smaller widths)")
     p.add_argument("--init-from", type=Path, default=None,
-                   help="video VAE: start from this saved VAE (a save_pretrained folder; its config is used)")
+                   help="video VAE or vocoder: start from this saved model (a save_pretrained folder; its config "
+                        "is used, with --model-config overriding fields such as the vocoder's refine_steps)")
     p.add_argument("--freeze-encoder", action="store_true",
                    help="video VAE: train the decoder only (needs --init-from). The encoder, its latents and their "
                         "stored mean/std stay exactly as loaded, so a generator trained on those latents stays valid")
@@ -120,8 +121,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.model_config = json.loads(args.model_config)
     except json.JSONDecodeError as exc:
         p.error(f"--model-config is not valid JSON: {exc}")
-    if args.init_from is not None and args.model != "video_vae":
-        p.error("--init-from is implemented for --model video_vae only")
+    if args.init_from is not None and args.model not in ("video_vae", "vocoder"):
+        p.error("--init-from is implemented for --model video_vae and --model vocoder only")
     if args.freeze_encoder and (args.model != "video_vae" or args.init_from is None):
         p.error("--freeze-encoder is for --model video_vae with --init-from (a trained VAE whose encoder to keep)")
     return args
@@ -347,6 +348,13 @@ class VocoderTask(MelTask):
         from seedance.models.mel import mel_config
         from seedance.models.vocoder import Vocoder
 
+        if self.args.init_from is not None:
+            # The loaded config (mel definition, widths, mel statistics) stays; --model-config may change the
+            # fields that leave the weights' shapes alone (refine_steps, compute_dtype).
+            model = load_component(Vocoder, self.args.init_from, **self.args.model_config).float()
+            if model.logmel().n_mels != self.logmel.n_mels or model.config.hop_length != self.logmel.hop_length:
+                raise SeedanceError(f"{self.args.init_from} was trained on another mel definition than --preset's")
+            return model
         cfg = {**mel_config(self.preset), "mel_mean": self.mel_mean, "mel_std": self.mel_std}
         return Vocoder(**{**cfg, **self.args.model_config})
 

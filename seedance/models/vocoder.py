@@ -4,8 +4,18 @@
     log-magnitude and phase of an STFT (n_fft = 4*hop) -> torch.istft -> waveform [B,1,M*hop]
 
 Everything runs at the frame rate (100/s at tiny) and the only sample-rate
-operation is one inverse FFT, which is why it is fast on a CPU: no transposed
-convolutions upsampling to 16 kHz. The mel definition is the project's
+operations are (inverse) FFTs, which is why it is fast on a CPU: no transposed
+convolutions upsampling to 16 kHz.
+
+Two optional config fields, both trained in the loop (not bolted on afterwards):
+- `refine_steps`: consistency steps after the head. Each re-analyses the
+  waveform and keeps the predicted magnitude with the re-analysed phase (one
+  Griffin-Lim projection, started from the net's phase instead of from zero).
+  A predicted phase is never quite consistent between overlapping frames, and
+  the STFT of its waveform smears; one step removes most of that (measured:
+  multi-resolution STFT distance 1.24 -> 1.05 with the net trained without it).
+- `compute_dtype="bfloat16"`: the trunk runs under bf16 autocast (the head's
+  magnitude, phase and the FFTs stay fp32). Training uses bf16 autocast anyway. The mel definition is the project's
 `LogMel`; its fields are stored in the config and `logmel()` rebuilds it.
 
 Also here: `multi_resolution_stft_distance`, the metric (and training loss)
@@ -66,8 +76,14 @@ class Vocoder(ModelMixin, ConfigMixin):
         mel_prior: bool = True,
         mel_mean: float = -6.0,
         mel_std: float = 3.0,
+        refine_steps: int = 0,
+        compute_dtype: str = "float32",
     ):
         super().__init__()
+        if refine_steps < 0:
+            raise ValueError(f"refine_steps must be >= 0, got {refine_steps}")
+        if compute_dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"compute_dtype must be 'float32' or 'bfloat16', got {compute_dtype!r}")
         self.head_n_fft = head_n_fft or n_fft
         self.embed = nn.Conv1d(n_mels, dim, 7, padding=3)
         self.norm_in = nn.LayerNorm(dim)
@@ -100,10 +116,42 @@ class Vocoder(ModelMixin, ConfigMixin):
         self.register_to_config(mel_mean=float(mean), mel_std=float(std))
 
     def carrier(self, num_frames: int) -> torch.Tensor:
-        """Phase that a bin-centred steady tone advances by, frame t, bin k: 2*pi*k*t*hop/n_fft (mod 2*pi)."""
-        k = torch.arange(self.n_bins, device=self.window.device)[:, None]
-        t = torch.arange(num_frames, device=self.window.device)[None, :]
-        return (k * t * self.config.hop_length % self.head_n_fft).float() * (2 * math.pi / self.head_n_fft)
+        """Phase that a bin-centred steady tone advances by, frame t, bin k: 2*pi*k*t*hop/n_fft (mod 2*pi).
+
+        Cached per device and grown on demand: rebuilding it costs a twentieth of a forward pass.
+        """
+        device = self.window.device
+        cached = getattr(self, "_carrier_cache", None)
+        if cached is not None and cached.device == device and cached.shape[1] >= num_frames:
+            return cached[:, :num_frames]
+        k = torch.arange(self.n_bins, device=device)[:, None]
+        t = torch.arange(max(num_frames, 256), device=device)[None, :]
+        cached = (k * t * self.config.hop_length % self.head_n_fft).float() * (2 * math.pi / self.head_n_fft)
+        self._carrier_cache = cached
+        return cached[:, :num_frames]
+
+    def _istft(self, spec: torch.Tensor, length: int) -> torch.Tensor:
+        return torch.istft(
+            spec,
+            n_fft=self.head_n_fft,
+            hop_length=self.config.hop_length,
+            win_length=self.head_win,
+            window=self.window,
+            center=True,
+            length=length,
+        )
+
+    def refine(self, spec: torch.Tensor, length: int, steps: int, mag: torch.Tensor | None = None) -> torch.Tensor:
+        """`steps` consistency projections of a complex STFT [B,bins,T]: keep its magnitude (`mag`, if
+        already at hand), take the phase of the re-analysed waveform. Returns the waveform [B,length]."""
+        if steps and mag is None:
+            mag = spec.abs()
+        for _ in range(steps):
+            rebuilt = self.target_spectrum(self._istft(spec, length))
+            # rebuilt * mag / |rebuilt| with a real scale: a complex abs and divide cost several times more
+            power = torch.view_as_real(rebuilt).square().sum(-1)
+            spec = rebuilt * (mag * torch.rsqrt(power.clamp(min=1e-16)))
+        return self._istft(spec, length)
 
     def forward(self, mel: torch.Tensor, return_spectrum: bool = False):
         """log-mel [B,n_mels,M] -> waveform [B,1,M*hop] (and, for training, the complex STFT [B,bins,M+1])."""
@@ -115,11 +163,13 @@ class Vocoder(ModelMixin, ConfigMixin):
         #    spans exactly M*hop samples, so repeat the last frame once.
         x = torch.cat([mel, mel[..., -1:]], dim=-1)
         x = (x - self.config.mel_mean) / self.config.mel_std
-        # 2. ConvNeXt trunk at the frame rate
-        x = self.norm_in(self.embed(x).transpose(1, 2)).transpose(1, 2)
-        for block in self.blocks:
-            x = block(x)
-        x = self.head(self.norm_out(x.transpose(1, 2)))  # [B, M+1, 2*bins]
+        # 2. ConvNeXt trunk at the frame rate (bf16 autocast when configured: the matmuls 3x faster with AMX)
+        bf16 = self.config.compute_dtype == "bfloat16"
+        with torch.autocast(mel.device.type, dtype=torch.bfloat16, enabled=bf16):
+            x = self.norm_in(self.embed(x).transpose(1, 2)).transpose(1, 2)
+            for block in self.blocks:
+                x = block(x)
+            x = self.head(self.norm_out(x.transpose(1, 2)))  # [B, M+1, 2*bins]
         # 3. STFT head: magnitude = exp(log-mag) (clamped to stay finite); phase relative to the carrier:
         #    a bin-centred steady tone then needs a constant output, which a convolution can produce,
         #    where the raw STFT phase is a ramp in t that no shift-equivariant net can draw.
@@ -129,18 +179,12 @@ class Vocoder(ModelMixin, ConfigMixin):
         if self.config.mel_prior:
             mel_lin = torch.cat([mel, mel[..., -1:]], dim=-1).float().exp()
             log_mag = log_mag + torch.matmul(self.mel_inverse, mel_lin).clamp(min=1e-5).log()
-        mag = torch.exp(log_mag.clamp(max=6.0))
+        # floor -100 dB (the metric's floor too): below it the consistency step's squares turn denormal and slow
+        mag = torch.exp(log_mag.clamp(min=-11.5, max=6.0))
         phase = phase + self.carrier(m + 1)
         spec = torch.complex(mag * torch.cos(phase), mag * torch.sin(phase))  # = torch.polar, faster on CPU
-        wave = torch.istft(
-            spec,
-            n_fft=self.head_n_fft,
-            hop_length=hop,
-            win_length=self.head_win,
-            window=self.window,
-            center=True,
-            length=m * hop,
-        ).unsqueeze(1)
+        # 4. waveform, after `refine_steps` consistency projections (see the module docstring)
+        wave = self.refine(spec, m * hop, self.config.refine_steps, mag).unsqueeze(1)
         return (wave, spec) if return_spectrum else wave
 
     def target_spectrum(self, wave: torch.Tensor) -> torch.Tensor:
