@@ -11,7 +11,7 @@ import torch
 from seedance.data.syncworld import make_sample
 from seedance.errors import SeedanceError
 from seedance.eval.events import av_align, event_f1, match_events, optical_flow
-from seedance.eval.offset import av_offset, shift_audio, visual_trace
+from seedance.eval.offset import av_offset, impact_trace, shift_audio, visual_trace
 from seedance.eval.sync import SyncClip, aggregate, evaluate_sync, mismatched_pairs
 from seedance.eval.syncexpert import SyncExpert, load_syncexpert, mel_windows, score_sync, video_windows
 
@@ -59,6 +59,18 @@ def test_impacts_mark_the_bounce_not_the_fall(clips):
     # the strongest frames of the visual trace sit on (or next to) the ground-truth contacts
     near = sum(any(abs(p - c) <= 1 for c in contact_frames) for p in peaks)
     assert near >= len(peaks) - 1
+
+
+def test_an_object_that_comes_to_rest_marks_its_stop():
+    # A square falls and stops at frame 9, then rests for the rest of the clip: the median background
+    # holds it, so it vanishes from the foreground at its stop. The stop is the impact.
+    frames = np.zeros((32, 64, 64, 3), np.uint8)
+    rows = [4 + 5 * k for k in range(9)] + [52] * 23  # 4, 9, ..., 44, then at rest at 52 from frame 9 on
+    for k, r in enumerate(rows):
+        frames[k, r : r + 8, 28:36] = 255
+    trace = impact_trace(frames)
+    assert int(np.argmax(trace)) == 9 and trace[9] > 0.05
+    assert trace[:8].max() < 0.03  # steady fall: no impact
 
 
 def test_shift_audio_keeps_length_and_moves_content():

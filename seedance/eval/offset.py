@@ -10,6 +10,10 @@ Visual trace (one value per frame, each part scaled to a peak of 1, then summed)
   median) are tracked from frame to frame by their centroids; a sudden change of
   velocity, upward or sideways (a bounce off a floor or a wall), marks an impact
   at its frame. Free fall changes velocity only slowly downward and scores ~0.
+  An object that falls and then vanishes away from the frame's edges came to
+  rest: it became part of the median background, which holds it for most of
+  the clip. Its stop (downward speed to zero) is an impact at the first frame
+  it is gone.
 
 Audio trace: spectral flux of a 5 ms-hop log-mel spectrogram, rises and falls
 both (a word starts and stops, a note strikes), pooled to frames by the max over
@@ -156,13 +160,24 @@ def impact_trace(frames, crop: tuple[int, int, int, int] | None = None) -> np.nd
         for i, j in _match(centres[k - 1], centres[k], max_dist):
             velocity_in[(k, i)] = centres[k][i] - centres[k - 1][j]
     out = np.zeros(F, np.float32)
+    W = x.shape[2]
     for k in range(1, F - 1):
+        matched = set()
         for i, j in _match(centres[k], centres[k + 1], max_dist):
+            matched.add(j)
             if (k, j) not in velocity_in:
                 continue
             change = (centres[k + 1][i] - centres[k][j]) - velocity_in[(k, j)]
             strength = max(0.0, -change[0]) + abs(change[1])  # upward kick + sideways kick
             out[k] = max(out[k], strength / H)
+        # a falling object gone at k+1 without reaching an edge came to rest there (see the module docstring)
+        for j, (row, col) in enumerate(centres[k]):
+            if j in matched or (k, j) not in velocity_in:
+                continue
+            v = velocity_in[(k, j)]
+            margin = float(np.abs(v).max()) + 2.0
+            if margin <= row <= H - 1 - margin and margin <= col <= W - 1 - margin:
+                out[k + 1] = max(out[k + 1], max(0.0, float(v[0])) / H)
     return out
 
 

@@ -131,15 +131,42 @@ class Vocoder(ModelMixin, ConfigMixin):
         return cached[:, :num_frames]
 
     def _istft(self, spec: torch.Tensor, length: int) -> torch.Tensor:
-        return torch.istft(
-            spec,
-            n_fft=self.head_n_fft,
-            hop_length=self.config.hop_length,
-            win_length=self.head_win,
-            window=self.window,
-            center=True,
-            length=length,
-        )
+        """torch.istft(center=True) of [B,bins,T] -> [B,length]. When hop divides n_fft the overlap-add is
+        done as n_fft/hop shifted slice additions: torch's own overlap-add (unfold_backward) took a sixth of
+        the forward pass on a CPU. Equal to torch.istft to float precision (tested)."""
+        n_fft, hop = self.head_n_fft, self.config.hop_length
+        if n_fft % hop:
+            return torch.istft(spec, n_fft, hop, self.head_win, self.window, center=True, length=length)
+        b, _, t = spec.shape
+        r = n_fft // hop
+        window = self._full_window()
+        frames = torch.fft.irfft(spec, n=n_fft, dim=1) * window[:, None]  # [B, n_fft, T]
+        frames = frames.transpose(1, 2).reshape(b, t, r, hop)
+        out = frames.new_zeros(b, t + r - 1, hop)
+        for j in range(r):
+            out[:, j : j + t] += frames[:, :, j]
+        out = out.reshape(b, -1) / self._window_envelope(t)
+        start = n_fft // 2  # center=True padded n_fft/2 on each side
+        return out[:, start : start + length]
+
+    def _full_window(self) -> torch.Tensor:
+        """The analysis window zero-padded (centred) to n_fft, as torch.stft/istft use it."""
+        pad = self.head_n_fft - self.head_win
+        return F.pad(self.window, (pad // 2, pad - pad // 2))
+
+    def _window_envelope(self, num_frames: int) -> torch.Tensor:
+        """Overlap-added squared window for num_frames frames (cached): what overlap-add divides by."""
+        cached = getattr(self, "_envelope_cache", None)
+        if cached is not None and cached[0] == num_frames and cached[1].device == self.window.device:
+            return cached[1]
+        hop, r = self.config.hop_length, self.head_n_fft // self.config.hop_length
+        w2 = self._full_window().square().reshape(r, hop)
+        env = w2.new_zeros(num_frames + r - 1, hop)
+        for j in range(r):
+            env[j : j + num_frames] += w2[j]
+        env = env.reshape(-1).clamp(min=1e-11)
+        self._envelope_cache = (num_frames, env)
+        return env
 
     def refine(self, spec: torch.Tensor, length: int, steps: int, mag: torch.Tensor | None = None) -> torch.Tensor:
         """`steps` consistency projections of a complex STFT [B,bins,T]: keep its magnitude (`mag`, if
@@ -149,7 +176,7 @@ class Vocoder(ModelMixin, ConfigMixin):
         for _ in range(steps):
             rebuilt = self.target_spectrum(self._istft(spec, length))
             # rebuilt * mag / |rebuilt| with a real scale: a complex abs and divide cost several times more
-            power = torch.view_as_real(rebuilt).square().sum(-1)
+            power = rebuilt.real.square() + rebuilt.imag.square()
             spec = rebuilt * (mag * torch.rsqrt(power.clamp(min=1e-16)))
         return self._istft(spec, length)
 
