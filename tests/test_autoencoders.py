@@ -457,9 +457,9 @@ def test_freeze_encoder_needs_a_starting_model(tmp_path):
     assert proc.returncode != 0
     assert "--freeze-encoder is for --model video_vae with --init-from" in proc.stderr
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "pipelines" / "train_autoencoders.py"), "--model", "vocoder",
+        [sys.executable, str(ROOT / "pipelines" / "train_autoencoders.py"), "--model", "audio_vae",
          "--out", str(tmp_path), "--init-from", str(tmp_path)],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode != 0
-    assert "--init-from is implemented for --model video_vae only" in proc.stderr
+    assert "--init-from is implemented for --model video_vae and --model vocoder only" in proc.stderr

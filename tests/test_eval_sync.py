@@ -34,7 +34,10 @@ def clips():
 @pytest.mark.parametrize("scene", ["face", "bounce", "keys"])
 def test_xcorr_recovers_shifts_with_the_documented_sign(clips, scene):
     s = clips[scene]
-    assert av_offset(s.frames, s.audio, FPS, SR).offset_frames == 0
+    # In sync: exactly 0 for faces and keys. A bounce can read +-1: its visual impact frame is the rendered
+    # frame nearest the contact, which the sound's onset can straddle (exact 0 on 70-90% of held-out bounce
+    # clips, the same before and after the resting-object rule; bench/eval_validation.py counts them).
+    assert abs(av_offset(s.frames, s.audio, FPS, SR).offset_frames) <= (1 if scene == "bounce" else 0)
     for d in (-5, 3):  # audio delayed by d frames reads +d (positive = audio late)
         r = av_offset(s.frames, shift_audio(s.audio, d, FPS, SR), FPS, SR)
         assert abs(r.offset_frames - d) <= 1, (scene, d, r.offset_frames)
@@ -65,7 +68,7 @@ def test_an_object_that_comes_to_rest_marks_its_stop():
     # A square falls and stops at frame 9, then rests for the rest of the clip: the median background
     # holds it, so it vanishes from the foreground at its stop. The stop is the impact.
     frames = np.zeros((32, 64, 64, 3), np.uint8)
-    rows = [4 + 5 * k for k in range(9)] + [52] * 23  # 4, 9, ..., 44, then at rest at 52 from frame 9 on
+    rows = [4 + 5 * k for k in range(9)] + [56] * 23  # 4, 9, ..., 44, then at rest at 56 (the floor) from frame 9
     for k, r in enumerate(rows):
         frames[k, r : r + 8, 28:36] = 255
     trace = impact_trace(frames)
