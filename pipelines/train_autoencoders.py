@@ -92,7 +92,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--freeze-encoder", action="store_true",
                    help="video VAE: train the decoder only (needs --init-from). The encoder, its latents and their "
                         "stored mean/std stay exactly as loaded, so a generator trained on those latents stays valid")
-    p.add_argument("--scenes", default=",".join(SCENES))
+    p.add_argument("--scenes", default=",".join(SCENES),
+                   help="comma-separated SyncWorld scenes to train on; a scene named twice is drawn twice as often")
     p.add_argument("--clips-per-scene", type=int, default=200)
     p.add_argument("--eval-clips-per-scene", type=int, default=2)
     p.add_argument("--cache", type=Path, default=Path("runs/cache"))
