@@ -1,7 +1,7 @@
 """Vocoder: log-mel -> waveform with an inverse-STFT head (in the manner of Vocos).
 
     log-mel [B,n_mels,M] -> ConvNeXt-1D trunk at the mel frame rate -> per frame
-    log-magnitude and phase of an STFT (n_fft = 4*hop) -> torch.istft -> waveform [B,1,M*hop]
+    log-magnitude and phase of an STFT (n_fft = 4*hop) -> inverse STFT (+ consistency steps) -> waveform [B,1,M*hop]
 
 Everything runs at the frame rate (100/s at tiny) and the only sample-rate
 operations are (inverse) FFTs, which is why it is fast on a CPU: no transposed
@@ -15,8 +15,10 @@ Two optional config fields, both trained in the loop (not bolted on afterwards):
   the STFT of its waveform smears; one step removes most of that (measured:
   multi-resolution STFT distance 1.24 -> 1.05 with the net trained without it).
 - `compute_dtype="bfloat16"`: the trunk runs under bf16 autocast (the head's
-  magnitude, phase and the FFTs stay fp32). Training uses bf16 autocast anyway. The mel definition is the project's
-`LogMel`; its fields are stored in the config and `logmel()` rebuilds it.
+  magnitude, phase and the FFTs stay fp32). Training uses bf16 autocast anyway.
+
+The mel definition is the project's `LogMel`; its fields are stored in the
+config and `logmel()` rebuilds it.
 
 Also here: `multi_resolution_stft_distance`, the metric (and training loss)
 that compares two waveforms by their STFT magnitudes at three resolutions, and
