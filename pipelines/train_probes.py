@@ -17,6 +17,11 @@ clips (held-out factor combinations and voices). Resumable like every Seedance
 recipe: <out>/checkpoints/step_N written atomically, the newest complete one
 resumed; tqdm, tensorboard logs in <out>/logs; `--export DIR` writes the final
 model with save_pretrained plus DIR/train_info.json.
+
+Adding a part to trained probes: `--init-from weights/probes --model-config
+'{"word_spotter_width": 128}' --train-only words --scenes face` loads the probes,
+adds the word spotter (new weights, the rest loaded), and trains only what
+serves the named heads (here the spotter) on only those heads' losses.
 """
 
 from __future__ import annotations
@@ -70,8 +75,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep-checkpoints", type=int, default=2)
     p.add_argument("--max-minutes", type=float, default=None)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--spec-augment", action="store_true",
+                   help="also shift each training log-mel by up to 2 bins in frequency (another voice's formants and "
+                        "pitch) and mask one band of up to 8 bins and one span of up to 20 frames (SpecAugment)")
+    p.add_argument("--init-from", type=Path, default=None,
+                   help="start from these saved probes (their config, with --model-config overriding fields)")
+    p.add_argument("--train-only", default=None,
+                   help="comma-separated heads: train only them (and the word spotter for 'words'), on their losses")
     args = p.parse_args(argv)
     args.scenes = tuple(s.strip() for s in args.scenes.split(",") if s.strip())
+    if args.train_only is not None:
+        args.train_only = tuple(h.strip() for h in args.train_only.split(",") if h.strip())
+        unknown = set(args.train_only) - set(default_classes())
+        if unknown:
+            p.error(f"--train-only names unknown heads {sorted(unknown)}; heads: {', '.join(default_classes())}")
     try:
         args.model_config = json.loads(args.model_config)
     except json.JSONDecodeError as exc:
@@ -123,17 +140,36 @@ class ProbeData:
     def cache_pitch(self, model: AttributeProbe) -> None:
         self.pitch = torch.cat([model.pitch_cues(self.audio[i : i + 64]) for i in range(0, len(self.audio), 64)])
 
-    def sound(self, idx: torch.Tensor, g: torch.Generator | None) -> dict[str, torch.Tensor]:
-        """Model inputs for the audio side: log-mel [B,n_mels,M] (training: a random gain) and pitch cues."""
+    def sound(self, idx: torch.Tensor, g: torch.Generator | None, augment: bool = False) -> dict[str, torch.Tensor]:
+        """Model inputs for the audio side: log-mel [B,n_mels,M] (training: a random gain; with `augment` also
+        a frequency shift and masks) and pitch cues (from the clean waveform, which the masks do not reach)."""
         m = self.mels[idx]
+        floor = self.mels.min()
         if g is not None:  # a gain adds its log to a magnitude log-mel (floored at silence); pitch ignores it
-            m = torch.maximum(m + torch.empty(len(idx), 1, 1).uniform_(-1.5, 0.7, generator=g), self.mels.min())
+            m = torch.maximum(m + torch.empty(len(idx), 1, 1).uniform_(-1.5, 0.7, generator=g), floor)
+        if g is not None and augment:
+            m = m.clone()
+            n_mels, frames = m.shape[1:]
+            for row, shift in enumerate(torch.randint(-2, 3, (len(idx),), generator=g).tolist()):
+                m[row] = torch.roll(m[row], shift, dims=0)  # the spectrum up or down; vacated bins are silence
+                if shift > 0:
+                    m[row, :shift] = floor
+                elif shift < 0:
+                    m[row, shift:] = floor
+                f0, fw = int(torch.randint(n_mels, (1,), generator=g)), int(torch.randint(9, (1,), generator=g))
+                t0, tw = int(torch.randint(frames, (1,), generator=g)), int(torch.randint(21, (1,), generator=g))
+                m[row, f0 : f0 + fw] = floor
+                m[row, :, t0 : t0 + tw] = floor
         return {"mel": m, "pitch": self.pitch[idx]}
 
 
-def probe_loss(logits: dict, data: ProbeData, idx: torch.Tensor) -> tuple[torch.Tensor, dict]:
+def probe_loss(
+    logits: dict, data: ProbeData, idx: torch.Tensor, heads: tuple[str, ...] | None = None
+) -> tuple[torch.Tensor, dict]:
     total, logs = 0.0, {}
     for name, z in logits.items():
+        if heads is not None and name not in heads:
+            continue
         mask = data.masks[name][idx]
         if not mask.any():
             continue
@@ -172,6 +208,33 @@ def evaluate(model: AttributeProbe, data: ProbeData, batch: int = 32) -> dict:
     return {f"val/{name}_acc": float(np.mean(h)) for name, h in hits.items() if h}
 
 
+def extend_probes(folder: Path, overrides: dict) -> AttributeProbe:
+    """Saved probes with config overrides; parts the overrides add (a word spotter) start fresh, the rest load."""
+    from seedance.models.io import load_component
+
+    saved = load_component(AttributeProbe, folder)
+    config = {k: v for k, v in saved.config.items() if not k.startswith("_")}
+    model = AttributeProbe(**{**config, **overrides})
+    problem = f"--model-config changed the shape of trained parts of {folder}; only add new parts (word_spotter_width)"
+    try:
+        missing, unexpected = model.load_state_dict(saved.state_dict(), strict=False)
+    except RuntimeError:  # a size mismatch
+        raise SeedanceError(problem) from None
+    if unexpected or any(not k.startswith("word_spotter.") for k in missing):
+        raise SeedanceError(problem)
+    return model
+
+
+def freeze_all_but(model: AttributeProbe, heads: tuple[str, ...]) -> None:
+    """Only the named heads train (for "words": the word spotter when there is one, else its linear head)."""
+    model.requires_grad_(False)
+    for name in heads:
+        if name == "words" and model.word_spotter is not None:
+            model.word_spotter.requires_grad_(True)
+        else:
+            model.heads[name].requires_grad_(True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(max(1, args.threads))
@@ -199,11 +262,14 @@ def main(argv: list[str] | None = None) -> int:
         **args.model_config,
     }
     torch.manual_seed(args.seed)
-    model = AttributeProbe(**config)
+    model = AttributeProbe(**config) if args.init_from is None else extend_probes(args.init_from, args.model_config)
+    if args.train_only is not None:
+        freeze_all_but(model, args.train_only)
     train.cache_pitch(model)
     val.cache_pitch(model)
     n_params = sum(p.numel() for p in model.parameters())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=1e-4)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=args.lr, betas=(0.9, 0.99), weight_decay=1e-4)
     model, optimizer = accelerator.prepare(model, optimizer)
 
     step, seconds = resume(accelerator, out / "checkpoints")
@@ -214,8 +280,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def loss_fn(g: torch.Generator):
         idx = torch.randint(len(train), (args.batch_size,), generator=g)
-        logits = model(train.video(idx, num_frames, g), **train.sound(idx, g))
-        return probe_loss(logits, train, idx)
+        logits = model(train.video(idx, num_frames, g), **train.sound(idx, g, args.spec_augment))
+        return probe_loss(logits, train, idx, args.train_only)
 
     step, seconds, stopped_early = run_steps(
         accelerator, model, optimizer, args, out, (step, seconds), bar, loss_fn,

@@ -8,6 +8,7 @@ import torch
 
 from seedance.data.syncworld import make_sample, sample_caption
 from seedance.data.syncworld.common import COLORS
+from seedance.errors import SeedanceError
 from seedance.eval.frechet import embed_clips, frechet_distance
 from seedance.eval.probes import (
     MULTI_LABEL,
@@ -107,3 +108,35 @@ def test_frechet_analogs_tell_scenes_apart(probes):
     other = frechet_distance(bounce_a.video, keys.video)
     assert other > same
     assert frechet_distance(bounce_a.audio, keys.audio) > frechet_distance(bounce_a.audio, bounce_b.audio)
+
+
+def test_word_spotter_replaces_the_words_head_and_trains_alone(tmp_path):
+    from pipelines.train_probes import extend_probes, freeze_all_but
+    from seedance.models.io import atomic_save_pretrained
+
+    torch.manual_seed(0)
+    small = dict(video_widths=(8, 8), audio_widths=(8, 8), embed_dim=16)
+    atomic_save_pretrained(AttributeProbe(**small), tmp_path / "probes")
+    model = extend_probes(tmp_path / "probes", {"word_spotter_width": 16})
+    saved = AttributeProbe.from_pretrained(str(tmp_path / "probes"))
+    assert torch.equal(model.heads["scene"].weight, saved.heads["scene"].weight)  # the trained parts loaded
+    frames, mel = torch.rand(2, 4, 3, 64, 64), torch.randn(2, 64, 200) - 6
+    logits = model(frames, mel, pitch=torch.zeros(2, 3))
+    assert logits["words"].shape == (2, len(model.classes["words"]))
+    assert torch.allclose(logits["words"], model.word_spotter((mel - model.config.mel_mean) / model.config.mel_std))
+    freeze_all_but(model, ("words",))
+    trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"word_spotter"}
+    with pytest.raises(SeedanceError, match="only add new parts"):
+        extend_probes(tmp_path / "probes", {"embed_dim": 32})
+
+
+def test_shipped_probes_hear_the_spoken_words(probes):
+    # issue 3's words probe: the exact set of spoken words, on held-out face clips (held-out voices included)
+    hits = []
+    for i in range(30):
+        s = make_sample("face", 4200 + i, "tiny", "test")
+        probs = predict(probes, s.frames, s.audio)["words"]["probs"]
+        want = set(s.labels["words"])
+        hits.append(set(sorted(probs, key=probs.get, reverse=True)[: len(want)]) == want)
+    assert np.mean(hits) >= 0.8

@@ -40,3 +40,21 @@ def test_recipe_trains_resumes_and_exports(tmp_path, capsys, recipe, extra, load
     assert info["step"] == 3 and "accelerate launch" in info["command"]
     assert not any(p.suffix in (".bin", ".pt", ".pkl") for p in (tmp_path / "export").iterdir())
     assert sum(p.numel() for p in model.parameters()) < 200_000
+
+
+def test_probe_recipe_adds_a_word_spotter_to_trained_probes(tmp_path):
+    # --init-from + --train-only words: the loaded parts stay bit-identical, only the new spotter trains
+    common = ["--cache", str(tmp_path / "cache"), "--scenes", "face", "--clips-per-scene", "2",
+              "--val-clips-per-scene", "1", "--eval-every", "100", "--batch-size", "2"]  # fmt: skip
+    assert train_probes.main([*common, "--out", str(tmp_path / "a"), "--steps", "1", "--model-config", SMALL_PROBE,
+                              "--export", str(tmp_path / "base")]) == 0  # fmt: skip
+    spotter = json.dumps({"word_spotter_width": 8})
+    assert train_probes.main([*common, "--out", str(tmp_path / "b"), "--steps", "2", "--init-from",
+                              str(tmp_path / "base"), "--model-config", spotter, "--train-only", "words",
+                              "--spec-augment", "--export", str(tmp_path / "words")]) == 0  # fmt: skip
+    base, words = load_probes(tmp_path / "base"), load_probes(tmp_path / "words")
+    assert words.word_spotter is not None and base.word_spotter is None
+    for name, tensor in base.state_dict().items():
+        assert (words.state_dict()[name] == tensor).all(), name
+    with pytest.raises(SystemExit):
+        train_probes.parse_args(["--out", str(tmp_path), "--train-only", "loudness"])
