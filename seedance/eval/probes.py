@@ -11,6 +11,9 @@ the log-mel), and one head per attribute:
     pitch   low | medium | high voice                  (face)
     words   which vocabulary words are spoken          (multi-label, face)
 
+With `word_spotter_width` > 0 the words come from a `WordSpotter` instead of
+the linear head: pooled features cannot tell which words a clip holds.
+
 `check_caption` parses a SyncWorld-style caption into the attributes it names
 (colour names, number words, "female voice", quoted words, ...), runs the probes
 and reports each named attribute as matched or not. The encoders' pooled
