@@ -81,7 +81,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--init-from", type=Path, default=None,
                    help="start from these saved probes (their config, with --model-config overriding fields)")
     p.add_argument("--train-only", default=None,
-                   help="comma-separated heads: train only them (and the word spotter for 'words'), on their losses")
+                   help="comma-separated heads: train only them (a spotter, where there is one), on their losses")
     args = p.parse_args(argv)
     args.scenes = tuple(s.strip() for s in args.scenes.split(",") if s.strip())
     if args.train_only is not None:
@@ -215,24 +215,22 @@ def extend_probes(folder: Path, overrides: dict) -> AttributeProbe:
     saved = load_component(AttributeProbe, folder)
     config = {k: v for k, v in saved.config.items() if not k.startswith("_")}
     model = AttributeProbe(**{**config, **overrides})
-    problem = f"--model-config changed the shape of trained parts of {folder}; only add new parts (word_spotter_width)"
+    problem = f"--model-config changed the shape of trained parts of {folder}; only add new parts (*_spotter_width)"
     try:
         missing, unexpected = model.load_state_dict(saved.state_dict(), strict=False)
     except RuntimeError:  # a size mismatch
         raise SeedanceError(problem) from None
-    if unexpected or any(not k.startswith("word_spotter.") for k in missing):
+    if unexpected or any(not k.startswith(("word_spotter.", "pitch_spotter.")) for k in missing):
         raise SeedanceError(problem)
     return model
 
 
 def freeze_all_but(model: AttributeProbe, heads: tuple[str, ...]) -> None:
-    """Only the named heads train (for "words": the word spotter when there is one, else its linear head)."""
+    """Only the named heads train ("words", "pitch": their spotter when there is one, else the linear head)."""
     model.requires_grad_(False)
+    spotters = {"words": model.word_spotter, "pitch": model.pitch_spotter}
     for name in heads:
-        if name == "words" and model.word_spotter is not None:
-            model.word_spotter.requires_grad_(True)
-        else:
-            model.heads[name].requires_grad_(True)
+        (spotters.get(name) or model.heads[name]).requires_grad_(True)
 
 
 def main(argv: list[str] | None = None) -> int:
