@@ -77,7 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--spec-augment", action="store_true",
                    help="also shift each training log-mel by up to 2 bins in frequency (another voice's formants and "
-                        "pitch) and mask one band of up to 8 bins and one span of up to 20 frames (SpecAugment)")
+                        "pitch) and mask one band of up to 8 bins and one span of up to 20 frames (SpecAugment); "
+                        "not for the pitch head, whose label the shift would falsify")
     p.add_argument("--init-from", type=Path, default=None,
                    help="start from these saved probes (their config, with --model-config overriding fields)")
     p.add_argument("--train-only", default=None,

@@ -129,6 +129,10 @@ def test_word_spotter_replaces_the_words_head_and_trains_alone(tmp_path):
     assert trainable == {"word_spotter"}
     with pytest.raises(SeedanceError, match="only add new parts"):
         extend_probes(tmp_path / "probes", {"embed_dim": 32})
+    both = extend_probes(tmp_path / "probes", {"word_spotter_width": 16, "pitch_spotter_width": 16})
+    assert both(frames, mel, pitch=torch.zeros(2, 3))["pitch"].shape == (2, len(both.classes["pitch"]))
+    freeze_all_but(both, ("pitch",))
+    assert {n.split(".")[0] for n, p in both.named_parameters() if p.requires_grad} == {"pitch_spotter"}
 
 
 def test_shipped_probes_hear_the_spoken_words(probes):
@@ -140,3 +144,12 @@ def test_shipped_probes_hear_the_spoken_words(probes):
         want = set(s.labels["words"])
         hits.append(set(sorted(probs, key=probs.get, reverse=True)[: len(want)]) == want)
     assert np.mean(hits) >= 0.8
+
+
+def test_shipped_probes_hear_the_voice_pitch(probes):
+    # issue 3's pitch probe (low / medium / high for the voice), on held-out face clips
+    hits = []
+    for i in range(30):
+        s = make_sample("face", 4200 + i, "tiny", "test")
+        hits.append(predict(probes, s.frames, s.audio)["pitch"]["top"] == s.labels["pitch"])
+    assert np.mean(hits) >= 0.65
