@@ -8,8 +8,8 @@ One network with a head per attribute (scene, colours, count, voice, pitch,
 words), trained with cross-entropy (single-label heads) and binary
 cross-entropy (multi-label heads), each head only on the clips where its
 attribute exists. Each step shows 4 random frames of each clip in time order,
-with flips, brightness noise and audio gain. The pitch cues (gain-independent) are
-computed once per clip.
+with flips, brightness noise and audio gain. The pitch cues (gain-independent) and,
+for probes with object heads, the object cues of all frames are computed once per clip.
 
 Data: `--clips-per-scene` training clips per scene (pipelines/syncworld_cache.py,
 shared with the SyncExpert recipe); accuracy measured on held-out test-split
@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
@@ -106,6 +107,7 @@ class ProbeData:
         logmel = LogMel(preset)
         self.mels = torch.cat([logmel(self.audio[i : i + 64]) for i in range(0, len(self.audio), 64)])  # [N,n_mels,M]
         self.pitch: torch.Tensor | None = None  # [N,3], filled by cache_pitch (needs the model's settings)
+        self.objects: torch.Tensor | None = None  # [N,D], filled by cache_objects for probes with object heads
         self.targets, self.masks = {}, {}
         rows = [targets_from_labels(lab, classes) for lab in clips.labels]
         for name, c in classes.items():
@@ -140,6 +142,19 @@ class ProbeData:
     @torch.no_grad()
     def cache_pitch(self, model: AttributeProbe) -> None:
         self.pitch = torch.cat([model.pitch_cues(self.audio[i : i + 64]) for i in range(0, len(self.audio), 64)])
+
+    @torch.no_grad()
+    def cache_objects(self, model: AttributeProbe) -> None:
+        """The whole clips' object cues (clean frames: like the pitch cues, a fixed measurement)."""
+        if model.object_heads is None:
+            return
+        rows = []
+        for i in tqdm(range(0, len(self), 16), desc="object cues", leave=False):
+            rows.append(model.object_cues(self.frames[i : i + 16].permute(0, 1, 4, 2, 3).float().div(255.0)))
+        self.objects = torch.cat(rows)
+
+    def cues(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {} if self.objects is None else {"objects": self.objects[idx]}
 
     def sound(self, idx: torch.Tensor, g: torch.Generator | None, augment: bool = False) -> dict[str, torch.Tensor]:
         """Model inputs for the audio side: log-mel [B,n_mels,M] (training: a random gain; with `augment` also
@@ -191,7 +206,7 @@ def evaluate(model: AttributeProbe, data: ProbeData, batch: int = 32) -> dict:
     hits: dict[str, list] = {name: [] for name in data.targets}
     for start in range(0, len(data), batch):
         idx = torch.arange(start, min(len(data), start + batch))
-        logits = model(data.video(idx, model.config.num_frames, None), **data.sound(idx, None))
+        logits = model(data.video(idx, model.config.num_frames, None), **data.sound(idx, None), **data.cues(idx))
         for name, z in logits.items():
             mask = data.masks[name][idx]
             if not mask.any():
@@ -216,22 +231,31 @@ def extend_probes(folder: Path, overrides: dict) -> AttributeProbe:
     saved = load_component(AttributeProbe, folder)
     config = {k: v for k, v in saved.config.items() if not k.startswith("_")}
     model = AttributeProbe(**{**config, **overrides})
-    problem = f"--model-config changed the shape of trained parts of {folder}; only add new parts (*_spotter_width)"
+    problem = (
+        f"--model-config changed the shape of trained parts of {folder}; "
+        "only add new parts (*_spotter_width, object_cue_width)"
+    )
     try:
         missing, unexpected = model.load_state_dict(saved.state_dict(), strict=False)
     except RuntimeError:  # a size mismatch
         raise SeedanceError(problem) from None
-    if unexpected or any(not k.startswith(("word_spotter.", "pitch_spotter.")) for k in missing):
+    new_parts = ("word_spotter.", "pitch_spotter.", "object_proj.", "object_heads.")
+    if unexpected or any(not k.startswith(new_parts) for k in missing):
         raise SeedanceError(problem)
     return model
 
 
 def freeze_all_but(model: AttributeProbe, heads: tuple[str, ...]) -> None:
-    """Only the named heads train ("words", "pitch": their spotter when there is one, else the linear head)."""
+    """Only the named heads train ("words", "pitch": their spotter when there is one; "colors", "count": their
+    object head and the object-cue projection when there are object heads; else the linear head)."""
     model.requires_grad_(False)
     spotters = {"words": model.word_spotter, "pitch": model.pitch_spotter}
     for name in heads:
-        (spotters.get(name) or model.heads[name]).requires_grad_(True)
+        if model.object_heads is not None and name in model.object_heads:
+            model.object_heads[name].requires_grad_(True)
+            model.object_proj.requires_grad_(True)
+        else:
+            (spotters.get(name) or model.heads[name]).requires_grad_(True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -264,8 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     model = AttributeProbe(**config) if args.init_from is None else extend_probes(args.init_from, args.model_config)
     if args.train_only is not None:
         freeze_all_but(model, args.train_only)
-    train.cache_pitch(model)
-    val.cache_pitch(model)
+    for data in (train, val):
+        data.cache_pitch(model)
+        data.cache_objects(model)
     n_params = sum(p.numel() for p in model.parameters())
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=args.lr, betas=(0.9, 0.99), weight_decay=1e-4)
@@ -279,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def loss_fn(g: torch.Generator):
         idx = torch.randint(len(train), (args.batch_size,), generator=g)
-        logits = model(train.video(idx, num_frames, g), **train.sound(idx, g, args.spec_augment))
+        logits = model(train.video(idx, num_frames, g), **train.sound(idx, g, args.spec_augment), **train.cues(idx))
         return probe_loss(logits, train, idx, args.train_only)
 
     step, seconds, stopped_early = run_steps(

@@ -153,3 +153,73 @@ def test_shipped_probes_hear_the_voice_pitch(probes):
         s = make_sample("face", 4200 + i, "tiny", "test")
         hits.append(predict(probes, s.frames, s.audio)["pitch"]["top"] == s.labels["pitch"])
     assert np.mean(hits) >= 0.65
+
+
+def _clip_tensor(frames: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255.0)[None]
+
+
+def test_object_cues_count_bouncing_objects_and_see_every_drawn_colour():
+    from seedance.eval.object_cues import MAX_COUNT, object_cue_dim, object_cues
+
+    names = list(COLORS)
+    palette = torch.tensor([COLORS[c] for c in names], dtype=torch.float32) / 255.0
+    K = len(names)
+    for i in range(8):  # objects that overlap, rest or leave the frame for a while are still counted
+        s = make_sample("bounce", 4300 + i, "tiny", "test")
+        cues = object_cues(_clip_tensor(s.frames), palette)[0]
+        assert cues.shape == (object_cue_dim(K),)
+        largest = int(cues[-(MAX_COUNT + 1) :].argmax())
+        assert largest == s.labels["count"], (i, s.labels)
+        want = set(s.labels["colors"])
+        tight = cues[:K]
+        assert {names[k] for k in tight.argsort(descending=True)[: len(want)].tolist()} == want
+    for i in range(4):  # a key lit in its colour for a few frames still shows
+        s = make_sample("keys", 4300 + i, "tiny", "test")
+        tight = object_cues(_clip_tensor(s.frames), palette)[0, :K]
+        want = {s.labels["key_color"], s.labels["light_color"]}
+        assert {names[k] for k in tight.argsort(descending=True)[:2].tolist()} == want
+    with pytest.raises(ValueError, match=r"\[B,F,3,H,W\]"):
+        object_cues(torch.rand(4, 3, 64, 64), palette)
+
+
+def test_object_heads_replace_colour_and_count_and_train_alone(tmp_path):
+    from pipelines.train_probes import extend_probes, freeze_all_but
+    from seedance.models.io import atomic_save_pretrained
+
+    torch.manual_seed(0)
+    small = dict(video_widths=(8, 8), audio_widths=(8, 8), embed_dim=16)
+    atomic_save_pretrained(AttributeProbe(**small), tmp_path / "probes")
+    model = extend_probes(tmp_path / "probes", {"object_cue_width": 8})
+    saved = AttributeProbe.from_pretrained(str(tmp_path / "probes"))
+    assert torch.equal(model.heads["colors"].weight, saved.heads["colors"].weight)  # the trained parts loaded
+    frames, mel = torch.rand(2, 4, 3, 64, 64), torch.randn(2, 64, 200) - 6
+    clip = torch.rand(2, 32, 3, 64, 64)
+    objects = model.object_cues(clip)
+    logits = model(frames, mel, pitch=torch.zeros(2, 3), objects=objects)
+    old = saved(frames, mel, pitch=torch.zeros(2, 3))
+    assert torch.equal(logits["scene"], old["scene"])  # other heads unchanged
+    assert not torch.allclose(logits["colors"], old["colors"])  # colours come from the object head
+    teal, red = (torch.tensor(COLORS[c], dtype=torch.float32).view(1, 1, 3, 1, 1).expand(2, 8, 3, 64, 64) / 255.0
+                 for c in ("teal", "red"))  # fmt: skip
+    as_teal = model(frames, mel, pitch=torch.zeros(2, 3), objects=model.object_cues(teal))
+    as_red = model(frames, mel, pitch=torch.zeros(2, 3), objects=model.object_cues(red))
+    assert not torch.allclose(as_teal["colors"], as_red["colors"])  # the same 4 frames, other whole-clip cues
+    freeze_all_but(model, ("colors", "count"))
+    assert {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad} == {"object_heads", "object_proj"}
+
+
+def test_shipped_probes_read_colours_and_counts(probes):
+    # issue 3's colour and count probes, on held-out clips of every scene (counts: objects, keys or pads)
+    colours, counts = [], []
+    for scene in ("face", "bounce", "keys"):
+        for i in range(10):
+            s = make_sample(scene, 4400 + i, "tiny", "test")
+            pred = predict(probes, s.frames, s.audio)
+            target = targets_from_labels({"scene": scene, **s.labels}, probes.classes)
+            want = {c for c, flag in zip(probes.classes["colors"], target["colors"]) if flag}
+            probs = pred["colors"]["probs"]
+            colours.append(set(sorted(probs, key=probs.get, reverse=True)[: len(want)]) == want)
+            if target["count"] is not None:
+                counts.append(pred["count"]["top"] == probes.classes["count"][target["count"]])
+    assert np.mean(colours) >= 0.9 and np.mean(counts) >= 0.9, (np.mean(colours), np.mean(counts))

@@ -13,7 +13,10 @@ the log-mel), and one head per attribute:
 
 With `word_spotter_width` (`pitch_spotter_width`) > 0 the words (the pitch)
 come from a `MelSpotter` instead of the linear head: pooled features cannot
-tell which words a clip holds.
+tell which words a clip holds. With `object_cue_width` > 0 the colours and the
+count come from heads that also see `object_cues` (object_cues.py), measured
+over every frame of the clip: four frames miss a key lit for a moment and an
+object hidden behind another.
 
 `check_caption` parses a SyncWorld-style caption into the attributes it names
 (colour names, number words, "female voice", quoted words, ...), runs the probes
@@ -37,6 +40,7 @@ from torch import nn
 
 from seedance.data.syncworld.common import COLORS, NUMBER_WORDS
 from seedance.errors import SeedanceError
+from seedance.eval.object_cues import object_cue_dim, object_cues
 from seedance.models.mel import LogMel, preset_from_mel_config
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "probes"
@@ -47,6 +51,7 @@ COUNTS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12)
 VOICES = ("male", "female")
 PITCHES = ("low", "medium", "high")
 MULTI_LABEL = ("colors", "words")
+OBJECT_HEADS = ("colors", "count")  # the heads that see object cues when object_cue_width > 0
 
 
 def default_classes() -> dict[str, list]:
@@ -144,6 +149,7 @@ class AttributeProbe(ModelMixin, ConfigMixin):
         color_sigma: float = 30.0,
         word_spotter_width: int = 0,
         pitch_spotter_width: int = 0,
+        object_cue_width: int = 0,
     ):
         super().__init__()
         classes = classes or default_classes()
@@ -177,6 +183,13 @@ class AttributeProbe(ModelMixin, ConfigMixin):
         self.pitch_spotter = (
             MelSpotter(n_mels, pitch_spotter_width, len(classes["pitch"])) if pitch_spotter_width > 0 else None
         )
+        # 6. optional: colour and count heads that also see the whole clip's measured object cues
+        self.object_proj = self.object_heads = None
+        if object_cue_width > 0:
+            self.object_proj = nn.Sequential(nn.Linear(object_cue_dim(len(palette)), object_cue_width), nn.SiLU())
+            self.object_heads = nn.ModuleDict(
+                {name: nn.Linear(joint + object_cue_width, len(classes[name])) for name in OBJECT_HEADS}
+            )
 
     def logmel(self) -> LogMel:
         return LogMel(preset_from_mel_config(self.config))
@@ -205,6 +218,10 @@ class AttributeProbe(ModelMixin, ConfigMixin):
             sigma = self.config.color_sigma / 255.0
             share = torch.exp(-d2.clamp(min=0) / (2 * sigma * sigma)).mean(dim=2)  # [B,T,K]
             return torch.log(share.amax(dim=1) + 1e-4)
+
+    def object_cues(self, frames: torch.Tensor) -> torch.Tensor:
+        """[B,F,3,H,W] in [0,1], every frame of the clip -> [B, D] (see object_cues.py)."""
+        return object_cues(frames, self.palette_rgb)
 
     def pitch_cues(self, audio: torch.Tensor) -> torch.Tensor:
         """[B,S] waveform -> [B,3]: median and spread of log2 F0 over voiced 40 ms frames, and the voiced share.
@@ -245,9 +262,12 @@ class AttributeProbe(ModelMixin, ConfigMixin):
         mel: torch.Tensor,
         audio: torch.Tensor | None = None,
         pitch: torch.Tensor | None = None,
+        objects: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """frames [B,T,3,H,W] in [0,1], mel [B,n_mels,M] (this probe's LogMel of `audio`), audio [B,S];
-        `pitch` = pitch_cues(audio) when already known (training caches it: it ignores gain)."""
+        `pitch` = pitch_cues(audio) when already known (training caches it: it ignores gain);
+        `objects` = object_cues(all frames of the clip) for the object heads (`predict` passes it; without it
+        they measure the T frames given)."""
         if pitch is None:
             if audio is None:
                 raise SeedanceError("AttributeProbe needs the waveform (or its pitch cues)")
@@ -260,6 +280,9 @@ class AttributeProbe(ModelMixin, ConfigMixin):
             out["words"] = self.word_spotter(normalised)
         if self.pitch_spotter is not None:
             out["pitch"] = self.pitch_spotter(normalised)
+        if self.object_heads is not None:
+            seen = torch.cat([joint, self.object_proj(self.object_cues(frames) if objects is None else objects)], 1)
+            out.update({name: head(seen) for name, head in self.object_heads.items()})
         return out
 
 
@@ -288,10 +311,19 @@ def prepare_inputs(model: AttributeProbe, frames: np.ndarray, audio: np.ndarray)
     return x, model.logmel()(y), y
 
 
+def clip_object_cues(model: AttributeProbe, frames: np.ndarray) -> torch.Tensor | None:
+    """uint8 [F,H,W,3] at the probe's size -> the whole clip's object cues [1,D] (None: the probe has no
+    object heads)."""
+    if model.object_heads is None:
+        return None
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div(255.0)[None]
+    return model.object_cues(x)
+
+
 @torch.no_grad()
 def predict(model: AttributeProbe, frames: np.ndarray, audio: np.ndarray) -> dict[str, dict]:
     """Per head: the top class and its probability, plus every class's probability."""
-    logits = model(*prepare_inputs(model, frames, audio))
+    logits = model(*prepare_inputs(model, frames, audio), objects=clip_object_cues(model, frames))
     out = {}
     for name, classes in model.classes.items():
         z = logits[name][0].float()
