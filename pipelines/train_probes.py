@@ -80,12 +80,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also shift each training log-mel by up to 2 bins in frequency (another voice's formants and "
                         "pitch) and mask one band of up to 8 bins and one span of up to 20 frames (SpecAugment); "
                         "not for the pitch head, whose label the shift would falsify")
+    p.add_argument("--voice-augment", action="store_true",
+                   help="also warp each training log-mel's frequency axis by 0.88-1.12 (another vocal tract: VTLP) "
+                        "and its time axis by 0.9-1.1 (another speaking rate); for the words head, whose held-out "
+                        "voices are the hard part. Not for the pitch head")
+    p.add_argument("--reinit", default="",
+                   help="with --init-from: comma-separated spotters (words, pitch) to start fresh instead of loading")
     p.add_argument("--init-from", type=Path, default=None,
                    help="start from these saved probes (their config, with --model-config overriding fields)")
     p.add_argument("--train-only", default=None,
                    help="comma-separated heads: train only them (a spotter, where there is one), on their losses")
     args = p.parse_args(argv)
     args.scenes = tuple(s.strip() for s in args.scenes.split(",") if s.strip())
+    args.reinit = tuple(h.strip() for h in args.reinit.split(",") if h.strip())
+    if set(args.reinit) - {"words", "pitch"}:
+        p.error(f"--reinit takes words and pitch (their spotters); got {','.join(args.reinit)}")
+    if args.reinit and args.init_from is None:
+        p.error("--reinit needs --init-from")
     if args.train_only is not None:
         args.train_only = tuple(h.strip() for h in args.train_only.split(",") if h.strip())
         unknown = set(args.train_only) - set(default_classes())
@@ -156,13 +167,19 @@ class ProbeData:
     def cues(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         return {} if self.objects is None else {"objects": self.objects[idx]}
 
-    def sound(self, idx: torch.Tensor, g: torch.Generator | None, augment: bool = False) -> dict[str, torch.Tensor]:
+    def sound(
+        self, idx: torch.Tensor, g: torch.Generator | None, augment: bool = False, voice: bool = False
+    ) -> dict[str, torch.Tensor]:
         """Model inputs for the audio side: log-mel [B,n_mels,M] (training: a random gain; with `augment` also
-        a frequency shift and masks) and pitch cues (from the clean waveform, which the masks do not reach)."""
+        a frequency shift and masks; with `voice` a frequency and time warp) and pitch cues (from the clean
+        waveform, which the masks do not reach)."""
         m = self.mels[idx]
         floor = self.mels.min()
         if g is not None:  # a gain adds its log to a magnitude log-mel (floored at silence); pitch ignores it
             m = torch.maximum(m + torch.empty(len(idx), 1, 1).uniform_(-1.5, 0.7, generator=g), floor)
+        if g is not None and voice:
+            m = warp_axis(m, 1, torch.empty(len(idx)).uniform_(0.88, 1.12, generator=g), floor)
+            m = warp_axis(m, 2, torch.empty(len(idx)).uniform_(0.9, 1.1, generator=g), floor)
         if g is not None and augment:
             m = m.clone()
             n_mels, frames = m.shape[1:]
@@ -177,6 +194,28 @@ class ProbeData:
                 m[row, f0 : f0 + fw] = floor
                 m[row, :, t0 : t0 + tw] = floor
         return {"mel": m, "pitch": self.pitch[idx]}
+
+
+def warp_axis(m: torch.Tensor, dim: int, factor: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+    """m [B,n_mels,M]: row b read at positions i * factor[b] along `dim` (1: mel bins, 2: frames), linearly
+    interpolated; positions past the end read `fill` (silence). factor > 1 squeezes the content toward 0."""
+    n = m.shape[dim]
+    pos = torch.arange(n, dtype=m.dtype)[None] * factor[:, None]  # [B,n]
+    lo = pos.floor().long()
+    frac = (pos - lo).to(m.dtype)
+    padded = torch.cat([m, torch.full_like(m.narrow(dim, 0, 1), float(fill)).expand_as(m.narrow(dim, 0, 1))], dim)
+    lo, hi = lo.clamp(max=n), (lo + 1).clamp(max=n)  # index n is the fill row / column
+
+    def take(index: torch.Tensor) -> torch.Tensor:
+        shape = [m.shape[0], 1, 1]
+        shape[dim] = n
+        index = index.view(shape).expand(*(m.shape[i] if i != dim else n for i in range(3)))
+        return padded.gather(dim, index)
+
+    shape = [m.shape[0], 1, 1]
+    shape[dim] = n
+    frac = frac.view(shape)
+    return take(lo) * (1 - frac) + take(hi) * frac
 
 
 def probe_loss(
@@ -224,19 +263,22 @@ def evaluate(model: AttributeProbe, data: ProbeData, batch: int = 32) -> dict:
     return {f"val/{name}_acc": float(np.mean(h)) for name, h in hits.items() if h}
 
 
-def extend_probes(folder: Path, overrides: dict) -> AttributeProbe:
-    """Saved probes with config overrides; parts the overrides add (a word spotter) start fresh, the rest load."""
+def extend_probes(folder: Path, overrides: dict, reinit: tuple[str, ...] = ()) -> AttributeProbe:
+    """Saved probes with config overrides; parts the overrides add (a word spotter) start fresh, the rest load.
+    `reinit` names spotters ("words", "pitch") that start fresh even though the saved probes have them."""
     from seedance.models.io import load_component
 
     saved = load_component(AttributeProbe, folder)
     config = {k: v for k, v in saved.config.items() if not k.startswith("_")}
     model = AttributeProbe(**{**config, **overrides})
+    fresh = tuple(f"{'word' if name == 'words' else name}_spotter." for name in reinit)
+    state = {k: v for k, v in saved.state_dict().items() if not k.startswith(fresh)} if fresh else saved.state_dict()
     problem = (
         f"--model-config changed the shape of trained parts of {folder}; "
         "only add new parts (*_spotter_width, object_cue_width)"
     )
     try:
-        missing, unexpected = model.load_state_dict(saved.state_dict(), strict=False)
+        missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError:  # a size mismatch
         raise SeedanceError(problem) from None
     new_parts = ("word_spotter.", "pitch_spotter.", "object_proj.", "object_heads.")
@@ -285,7 +327,11 @@ def main(argv: list[str] | None = None) -> int:
         **args.model_config,
     }
     torch.manual_seed(args.seed)
-    model = AttributeProbe(**config) if args.init_from is None else extend_probes(args.init_from, args.model_config)
+    model = (
+        AttributeProbe(**config)
+        if args.init_from is None
+        else extend_probes(args.init_from, args.model_config, args.reinit)
+    )
     if args.train_only is not None:
         freeze_all_but(model, args.train_only)
     for data in (train, val):
@@ -304,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def loss_fn(g: torch.Generator):
         idx = torch.randint(len(train), (args.batch_size,), generator=g)
-        logits = model(train.video(idx, num_frames, g), **train.sound(idx, g, args.spec_augment), **train.cues(idx))
+        sound = train.sound(idx, g, args.spec_augment, args.voice_augment)
+        logits = model(train.video(idx, num_frames, g), **sound, **train.cues(idx))
         return probe_loss(logits, train, idx, args.train_only)
 
     step, seconds, stopped_early = run_steps(

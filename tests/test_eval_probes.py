@@ -223,3 +223,25 @@ def test_shipped_probes_read_colours_and_counts(probes):
             if target["count"] is not None:
                 counts.append(pred["count"]["top"] == probes.classes["count"][target["count"]])
     assert np.mean(colours) >= 0.9 and np.mean(counts) >= 0.9, (np.mean(colours), np.mean(counts))
+
+
+def test_voice_warp_moves_content_and_reinit_starts_a_spotter_fresh(tmp_path):
+    from pipelines.train_probes import extend_probes, warp_axis
+    from seedance.models.io import atomic_save_pretrained
+
+    m = torch.full((2, 8, 10), -11.0)
+    m[:, 4, 6] = 0.0  # one loud cell: bin 4, frame 6
+    squeezed = warp_axis(m, 2, torch.tensor([1.0, 1.5]), torch.tensor(-11.0))
+    assert torch.equal(squeezed[0], m[0])  # factor 1 leaves a row alone
+    assert squeezed[1, 4].argmax() == 4  # frame 6 read at output frame 6 / 1.5 = 4
+    lowered = warp_axis(m, 1, torch.tensor([2.0, 1.0]), torch.tensor(-11.0))
+    assert lowered[0, :, 6].argmax() == 2 and (lowered[0, 5:] == -11.0).all()  # past the end: silence
+    torch.manual_seed(0)
+    small = dict(video_widths=(8, 8), audio_widths=(8, 8), embed_dim=16, word_spotter_width=8)
+    atomic_save_pretrained(AttributeProbe(**small), tmp_path / "probes")
+    kept = extend_probes(tmp_path / "probes", {})
+    fresh = extend_probes(tmp_path / "probes", {}, reinit=("words",))
+    w = "word_spotter.score.weight"
+    assert torch.equal(kept.state_dict()[w], AttributeProbe.from_pretrained(str(tmp_path / "probes")).state_dict()[w])
+    assert not torch.equal(fresh.state_dict()[w], kept.state_dict()[w])
+    assert torch.equal(fresh.heads["scene"].weight, kept.heads["scene"].weight)
