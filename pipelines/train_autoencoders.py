@@ -227,8 +227,8 @@ def delta_l1(pred: torch.Tensor, target: torch.Tensor, dim: int) -> torch.Tensor
 
 def motion_trace_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """video [B,3,T,H,W]: L1 between the per-frame mean |grey change| of both (the offset estimator's motion
-    energy). Pixel losses let small changes spread over the whole frame add up, at latent boundaries, to a
-    bump as large as a key lighting up; this loss sees each frame's sum."""
+    energy). delta_l1 bounds it from above but weighs every pixel's error alike; this one weighs exactly the
+    per-frame total that the estimator reads, where small changes over a whole frame add up."""
 
     def trace(v: torch.Tensor) -> torch.Tensor:
         return v.mean(dim=1).diff(dim=1).abs().mean(dim=(2, 3))  # [B,T-1]

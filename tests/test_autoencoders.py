@@ -463,3 +463,19 @@ def test_freeze_encoder_needs_a_starting_model(tmp_path):
     )  # fmt: skip
     assert proc.returncode != 0
     assert "--init-from is implemented for --model video_vae and --model vocoder only" in proc.stderr
+
+
+def test_motion_trace_loss_reads_each_frames_total_change():
+    from pipelines.train_autoencoders import delta_l1, motion_trace_l1
+
+    x = torch.full((2, 3, 8, 16, 16), 0.2)
+    x[:, :, 4:, 6:10, 6:10] += 0.5  # a square appears at frame 4
+    assert motion_trace_l1(x, x) == 0.0
+    flicker = x.clone()
+    flicker[:, :, 4] += 0.02  # the whole frame brighter at a latent boundary
+    late = x.clone()
+    late[:, :, 4, 6:10, 6:10] -= 0.5  # the square appears a frame late
+    for y in (flicker, late):
+        assert 0 < motion_trace_l1(y, x) <= delta_l1(y, x, dim=2) + 1e-7  # the pixel loss bounds it from above
+    assert motion_trace_l1(late, x) > motion_trace_l1(flicker, x)
+    assert motion_trace_l1(x + 0.1, x) < 1e-6  # a steady brightness change is no motion
