@@ -245,3 +245,14 @@ def test_voice_warp_moves_content_and_reinit_starts_a_spotter_fresh(tmp_path):
     assert torch.equal(kept.state_dict()[w], AttributeProbe.from_pretrained(str(tmp_path / "probes")).state_dict()[w])
     assert not torch.equal(fresh.state_dict()[w], kept.state_dict()[w])
     assert torch.equal(fresh.heads["scene"].weight, kept.heads["scene"].weight)
+
+
+def test_object_cues_of_a_long_clip_read_evenly_spread_frames(probes):
+    from seedance.eval.probes import MAX_OBJECT_CUE_FRAMES, clip_object_cues, sample_frame_indices
+
+    s = make_sample("bounce", 4500, "tiny", "test")
+    long = np.concatenate([s.frames] * 100)  # 3200 frames: all at once their palette distances would take GBs
+    cues = clip_object_cues(probes, long)
+    picked = long[sample_frame_indices(len(long), MAX_OBJECT_CUE_FRAMES)]
+    assert torch.equal(cues, probes.object_cues(torch.from_numpy(picked).permute(0, 3, 1, 2).float()[None] / 255.0))
+    assert predict(probes, long, np.tile(s.audio, 100))["count"]["top"] == s.labels["count"]

@@ -32,6 +32,7 @@ FOREGROUND_THRESHOLD = 0.12
 MIN_OBJECT_PIXELS = 3
 MAX_COUNT = 5  # counts of 5 or more share one bin
 LIT_LEVELS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25)
+FRAMES_PER_CHUNK = 32
 
 
 def object_cue_dim(num_colors: int) -> int:
@@ -68,17 +69,22 @@ def object_cues(frames: torch.Tensor, palette: torch.Tensor) -> torch.Tensor:
     for clip in frames.float():  # [F,3,H,W]: one clip at a time bounds the memory of the distances
         pixels = clip.permute(0, 2, 3, 1)  # [F,H,W,3]
         F_, H, W = pixels.shape[:3]
-        dist = _palette_distance(pixels, palette.to(pixels))  # [F,H,W,K]
-        nearest = dist.argmin(dim=-1, keepdim=True)
-        K = dist.shape[-1]
-        onehot = torch.zeros_like(dist).scatter_(-1, nearest, 1.0)  # each pixel counts for one colour at most
-        best = dist.gather(-1, nearest)
-        tight = (onehot * (best < TIGHT_DISTANCE)).mean(dim=(1, 2)).amax(dim=0)  # [K]
-        loose = (onehot * (best < LOOSE_DISTANCE)).mean(dim=(1, 2)).mean(dim=0)  # [K]
+        K = palette.shape[0]
         backdrop = pixels.permute(1, 0, 2, 3).reshape(H, F_ * W, 3).median(dim=1).values  # [H,3]
         foreground = (pixels - backdrop[None, :, None, :]).abs().amax(dim=-1) > FOREGROUND_THRESHOLD  # [F,H,W]
-        moving = onehot[foreground] * (best[foreground] < LOOSE_DISTANCE)  # [P,K]
-        moving_share = moving.sum(dim=0) / max(1, int(foreground.sum()))
+        tight, loose, moving = [], [], torch.zeros(K)
+        for start in range(0, F_, FRAMES_PER_CHUNK):  # chunks bound the [frames,H,W,K*L] distances' memory
+            part = slice(start, start + FRAMES_PER_CHUNK)
+            dist = _palette_distance(pixels[part], palette.to(pixels))  # [f,H,W,K]
+            nearest = dist.argmin(dim=-1, keepdim=True)
+            onehot = torch.zeros_like(dist).scatter_(-1, nearest, 1.0)  # each pixel counts for one colour at most
+            best = dist.gather(-1, nearest)
+            tight.append((onehot * (best < TIGHT_DISTANCE)).mean(dim=(1, 2)))  # [f,K]
+            loose.append((onehot * (best < LOOSE_DISTANCE)).mean(dim=(1, 2)))
+            fg = foreground[part]
+            moving += (onehot[fg] * (best[fg] < LOOSE_DISTANCE)).sum(dim=0)
+        tight, loose = torch.cat(tight).amax(dim=0), torch.cat(loose).mean(dim=0)  # [K] each
+        moving_share = moving / max(1, int(foreground.sum()))
         counts = np.minimum(_count_objects(foreground.numpy()), MAX_COUNT)
         histogram = torch.from_numpy(np.bincount(counts, minlength=MAX_COUNT + 1) / F_).float()
         largest = torch.zeros(MAX_COUNT + 1)

@@ -311,11 +311,16 @@ def prepare_inputs(model: AttributeProbe, frames: np.ndarray, audio: np.ndarray)
     return x, model.logmel()(y), y
 
 
+MAX_OBJECT_CUE_FRAMES = 64  # twice the clips the object heads learned on; a longer clip is sampled evenly
+
+
 def clip_object_cues(model: AttributeProbe, frames: np.ndarray) -> torch.Tensor | None:
     """uint8 [F,H,W,3] at the probe's size -> the whole clip's object cues [1,D] (None: the probe has no
-    object heads)."""
+    object heads). Clips longer than MAX_OBJECT_CUE_FRAMES frames are read at that many evenly spread frames."""
     if model.object_heads is None:
         return None
+    if frames.shape[0] > MAX_OBJECT_CUE_FRAMES:
+        frames = frames[sample_frame_indices(frames.shape[0], MAX_OBJECT_CUE_FRAMES)]
     x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div(255.0)[None]
     return model.object_cues(x)
 
