@@ -87,6 +87,33 @@ def load_or_render(
     return clips
 
 
+def voice_gender(voice: str) -> str:
+    """espeak voice id with a m*/f* variant ("en-gb-scotland+m2") -> "male" / "female"."""
+    variant = voice.rpartition("+")[2]
+    if not variant or variant[0] not in "mf" or not variant[1:].isdigit():
+        raise ValueError(f"voice {voice!r} has no m<N>/f<N> variant to tell its gender")
+    return "male" if variant[0] == "m" else "female"
+
+
+def render_faces_with_voices(preset: ClipPreset, voices: tuple[str, ...], n: int, first_seed: int) -> ClipSet:
+    """n training-split talking faces, each spoken by one of `voices` (cycled) instead of its drawn voice:
+    more speakers for the probes' audio heads than SyncWorld's nine training voices."""
+    from seedance.data.syncworld import face, sample_labels
+    from seedance.data.syncworld.common import scene_rng
+
+    frames, audio, labels = [], [], []
+    for i, seed in enumerate(range(first_seed, first_seed + n)):
+        lab = sample_labels("face", seed, "train")
+        voice = voices[i % len(voices)]
+        lab.update(voice=voice, gender=voice_gender(voice), accent="")
+        r = face.render(lab, preset, scene_rng("face", seed, "train", "render"))
+        frames.append(r.frames[: preset.num_frames])
+        a = r.audio[: preset.num_samples]
+        audio.append(np.pad(a, (0, preset.num_samples - a.shape[0])))
+        labels.append({"scene": "face", **lab})
+    return ClipSet(np.stack(frames), np.stack(audio).astype(np.float32), ["face"] * n, [""] * n, labels, [[]] * n)
+
+
 def load_scenes(
     cache: Path, preset: ClipPreset, scenes: tuple[str, ...], split: str, n: int, first_seed: int = 0
 ) -> ClipSet:

@@ -39,11 +39,12 @@ from tqdm.auto import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from pipelines.recipe_common import resume, run_steps, start_run, write_train_info  # noqa: E402
-from pipelines.syncworld_cache import ClipSet, load_scenes  # noqa: E402
+from pipelines.syncworld_cache import ClipSet, load_scenes, render_faces_with_voices  # noqa: E402
 from seedance.config import ClipPreset, get_preset  # noqa: E402
 from seedance.errors import SeedanceError  # noqa: E402
 from seedance.eval.probes import (  # noqa: E402
     MULTI_LABEL,
+    OBJECT_HEADS,
     AttributeProbe,
     default_classes,
     sample_frame_indices,
@@ -53,6 +54,7 @@ from seedance.models.io import atomic_save_pretrained, atomic_write_bytes  # noq
 from seedance.models.mel import LogMel, mel_config  # noqa: E402
 
 SCENES = ("face", "bounce", "keys")
+EXTRA_FIRST_SEED = 500_000  # the extra-voice faces draw labels from training seeds no cache uses
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -84,6 +86,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also warp each training log-mel's frequency axis by 0.88-1.12 (another vocal tract: VTLP) "
                         "and its time axis by 0.9-1.1 (another speaking rate); for the words head, whose held-out "
                         "voices are the hard part. Not for the pitch head")
+    p.add_argument("--extra-voices", default="",
+                   help="comma-separated espeak voices with m<N>/f<N> variants (e.g. en-gb-scotland+m2): "
+                        "--extra-clips more training faces are spoken by them (never SyncWorld's held-out voices)")
+    p.add_argument("--extra-clips", type=int, default=0)
     p.add_argument("--reinit", default="",
                    help="with --init-from: comma-separated spotters (words, pitch) to start fresh instead of loading")
     p.add_argument("--init-from", type=Path, default=None,
@@ -93,6 +99,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.scenes = tuple(s.strip() for s in args.scenes.split(",") if s.strip())
     args.reinit = tuple(h.strip() for h in args.reinit.split(",") if h.strip())
+    args.extra_voices = tuple(v.strip() for v in args.extra_voices.split(",") if v.strip())
+    from seedance.data.syncworld.face import TEST_VOICES
+
+    held_out_variants = {v.rpartition("+")[2] for v in TEST_VOICES}
+    leaked = [v for v in args.extra_voices if v in TEST_VOICES or v.rpartition("+")[2] in held_out_variants]
+    if leaked:
+        p.error(f"--extra-voices {','.join(leaked)} use a held-out voice variant ({', '.join(sorted(TEST_VOICES))})")
+    if args.extra_clips and not args.extra_voices:
+        p.error("--extra-clips needs --extra-voices")
     if set(args.reinit) - {"words", "pitch"}:
         p.error(f"--reinit takes words and pitch (their spotters); got {','.join(args.reinit)}")
     if args.reinit and args.init_from is None:
@@ -155,9 +170,13 @@ class ProbeData:
         self.pitch = torch.cat([model.pitch_cues(self.audio[i : i + 64]) for i in range(0, len(self.audio), 64)])
 
     @torch.no_grad()
-    def cache_objects(self, model: AttributeProbe) -> None:
-        """The whole clips' object cues (clean frames: like the pitch cues, a fixed measurement)."""
+    def cache_objects(self, model: AttributeProbe, measure: bool = True) -> None:
+        """The whole clips' object cues (clean frames: like the pitch cues, a fixed measurement); zeros when
+        not `measure`."""
         if model.object_heads is None:
+            return
+        if not measure:
+            self.objects = torch.zeros(len(self), model.object_proj[0].in_features)
             return
         rows = []
         for i in tqdm(range(0, len(self), 16), desc="object cues", leave=False):
@@ -313,6 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     set_seed(args.seed)
     with accelerator.main_process_first():
         train_clips = load_scenes(args.cache, preset, args.scenes, "train", args.clips_per_scene)
+        if args.extra_clips:
+            extra = render_faces_with_voices(preset, args.extra_voices, args.extra_clips, EXTRA_FIRST_SEED)
+            train_clips = ClipSet.concat([train_clips, extra])
         val_clips = load_scenes(args.cache, preset, args.scenes, "test", args.val_clips_per_scene)
     classes = default_classes()
     train, val = ProbeData(train_clips, preset, classes), ProbeData(val_clips, preset, classes)
@@ -336,7 +358,10 @@ def main(argv: list[str] | None = None) -> int:
         freeze_all_but(model, args.train_only)
     for data in (train, val):
         data.cache_pitch(model)
-        data.cache_objects(model)
+    val.cache_objects(model)
+    # Measured only where a trained head reads them; else zeros stand in (the object heads are frozen and their
+    # losses unused), which spares measuring every training clip, or 4 frames per clip at every step.
+    train.cache_objects(model, measure=args.train_only is None or bool(set(args.train_only) & set(OBJECT_HEADS)))
     n_params = sum(p.numel() for p in model.parameters())
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=args.lr, betas=(0.9, 0.99), weight_decay=1e-4)

@@ -58,3 +58,32 @@ def test_probe_recipe_adds_a_word_spotter_to_trained_probes(tmp_path):
         assert (words.state_dict()[name] == tensor).all(), name
     with pytest.raises(SystemExit):
         train_probes.parse_args(["--out", str(tmp_path), "--train-only", "loudness"])
+
+
+def test_probe_recipe_adds_object_heads_and_more_voices(tmp_path):
+    # object heads trained alone on the whole clips' cues; extra training faces in other voices, never held-out ones
+    from pipelines.syncworld_cache import render_faces_with_voices, voice_gender
+    from seedance.config import get_preset
+
+    common = ["--cache", str(tmp_path / "cache"), "--clips-per-scene", "2", "--val-clips-per-scene", "1",
+              "--eval-every", "100", "--batch-size", "2"]  # fmt: skip
+    assert train_probes.main([*common, "--scenes", "bounce", "--out", str(tmp_path / "a"), "--steps", "1",
+                              "--model-config", SMALL_PROBE, "--export", str(tmp_path / "base")]) == 0  # fmt: skip
+    objects = json.dumps({"object_cue_width": 8})
+    assert train_probes.main([*common, "--scenes", "bounce", "--out", str(tmp_path / "b"), "--steps", "2",
+                              "--init-from", str(tmp_path / "base"), "--model-config", objects, "--train-only",
+                              "colors,count", "--export", str(tmp_path / "objects")]) == 0  # fmt: skip
+    base, extended = load_probes(tmp_path / "base"), load_probes(tmp_path / "objects")
+    assert extended.object_heads is not None
+    for name, tensor in base.state_dict().items():
+        assert (extended.state_dict()[name] == tensor).all(), name
+    assert train_probes.main([*common, "--scenes", "face", "--out", str(tmp_path / "c"), "--steps", "1",
+                              "--init-from", str(tmp_path / "objects"), "--model-config",
+                              json.dumps({"word_spotter_width": 8}), "--train-only", "words",
+                              "--extra-voices", "en-gb-scotland+m2,en-us+f1", "--extra-clips", "2"]) == 0  # fmt: skip
+    clips = render_faces_with_voices(get_preset("tiny"), ("en-gb-scotland+m2", "en-us+f1"), 2, 500_000)
+    assert [lab["voice"] for lab in clips.labels] == ["en-gb-scotland+m2", "en-us+f1"]
+    assert [lab["gender"] for lab in clips.labels] == ["male", "female"] and clips.audio.std(axis=1).min() > 0.01
+    assert voice_gender("en+f3") == "female"
+    with pytest.raises(SystemExit):
+        train_probes.parse_args(["--out", str(tmp_path), "--extra-voices", "en-gb-x-rp+m7"])  # a held-out variant
