@@ -76,6 +76,21 @@ def test_an_object_that_comes_to_rest_marks_its_stop():
     assert trace[:8].max() < 0.03  # steady fall: no impact
 
 
+def test_a_shape_that_grows_is_no_bouncing_object():
+    # A mouth-like blob opens downward from a fixed top edge and closes again: its centroid moves down, stops
+    # and moves up, as a bouncing object's would, but its area more than doubles from frame to frame. Only a
+    # blob that keeps its size is tracked as an object.
+    frames = np.zeros((32, 64, 64, 3), np.uint8)
+    heights = ([2] * 4 + [8, 16, 16, 8]) * 4
+    for k, h in enumerate(heights):
+        frames[k, 30 : 30 + h, 24:40] = 255
+    assert impact_trace(frames).max() < 0.03
+    rigid = np.zeros_like(frames)
+    for k, r in enumerate([4 + 5 * k for k in range(9)] + [44 - 4 * k for k in range(1, 12)]):
+        rigid[k, r : r + 8, 28:36] = 255  # falls, then bounces up at frame 8
+    assert int(np.argmax(impact_trace(rigid))) == 8
+
+
 def test_shift_audio_keeps_length_and_moves_content():
     y = np.zeros(16000, np.float32)
     y[1000] = 1.0

@@ -7,7 +7,8 @@ Visual trace (one value per frame, each part scaled to a peak of 1, then summed)
 - motion energy: mean absolute grey-level change from the previous frame (a mouth
   opening or closing, a key lighting up, anything moving);
 - impacts: objects on a still background (pixels away from the clip's temporal
-  median) are tracked from frame to frame by their centroids; a sudden change of
+  median) are tracked from frame to frame by their centroids (a pair must keep its
+  pixel count within 2x: a mouth that opens is not an object); a sudden change of
   velocity, upward or sideways (a bounce off a floor or a wall), marks an impact
   at its frame. Free fall changes velocity only slowly downward and scores ~0.
   An object that falls and then vanishes away from the frame's edges came to
@@ -48,6 +49,7 @@ FLUX_HOP_S = 0.005  # 5 ms audio trace resolution
 FOREGROUND_THRESHOLD = 0.12  # |pixel - temporal median| (0..1) that counts as an object
 MIN_BLOB_PIXELS = 3
 MAX_STEP_FRACTION = 0.4  # an object moves at most this fraction of the frame height per frame
+MAX_SIZE_RATIO = 2.0  # a tracked object's pixel count changes at most this much between frames
 # Velocity changes below 3% of the frame height per frame are centroid jitter (a mouth changing shape,
 # codec noise), a bounce is 10-40%; impacts are scaled so that 8% counts as much as the strongest motion.
 IMPACT_FLOOR = 0.03
@@ -123,28 +125,35 @@ def motion_energy(frames, crop: tuple[int, int, int, int] | None = None) -> np.n
 
 
 def _blob_centroids(x: np.ndarray) -> list[np.ndarray]:
-    """Centroids [n,2] (row, col) of the foreground blobs of each frame; background = temporal median."""
+    """Per frame [n,3]: (row, col) centroid and pixel count of each foreground blob; background = temporal median."""
     background = np.median(x, axis=0)
     foreground = np.abs(x - background).max(axis=-1) > FOREGROUND_THRESHOLD  # [F,H,W]
     out = []
     for mask in foreground:
         labels, n = ndimage.label(mask)
         if n == 0:
-            out.append(np.zeros((0, 2)))
+            out.append(np.zeros((0, 3)))
             continue
         index = np.arange(1, n + 1)
         centres = np.array(ndimage.center_of_mass(mask, labels, index)).reshape(-1, 2)
         sizes = np.asarray(ndimage.sum(mask, labels, index))
-        out.append(centres[sizes >= MIN_BLOB_PIXELS])
+        keep = sizes >= MIN_BLOB_PIXELS
+        out.append(np.concatenate([centres[keep], sizes[keep, None]], axis=1))
     return out
 
 
 def _match(prev: np.ndarray, curr: np.ndarray, max_dist: float) -> list[tuple[int, int]]:
-    """One-to-one nearest pairs (curr index, prev index) within max_dist."""
+    """One-to-one nearest pairs (curr index, prev index) within max_dist, between blobs [n,3] (row, col, pixels)
+    whose sizes differ by at most MAX_SIZE_RATIO: a rigid object keeps its area from frame to frame, a mouth
+    that opens or a light that fades in does not, and pairing those made impacts out of shape changes."""
     if len(prev) == 0 or len(curr) == 0:
         return []
-    dist = np.linalg.norm(curr[:, None] - prev[None], axis=-1)
-    rows, cols = linear_sum_assignment(dist)
+    dist = np.linalg.norm(curr[:, None, :2] - prev[None, :, :2], axis=-1)
+    ratio = np.maximum(curr[:, None, 2], prev[None, :, 2]) / np.minimum(curr[:, None, 2], prev[None, :, 2])
+    dist = np.where(ratio <= MAX_SIZE_RATIO, dist, np.inf)
+    if not np.isfinite(dist).any():
+        return []
+    rows, cols = linear_sum_assignment(np.where(np.isfinite(dist), dist, 1e9))
     return [(int(i), int(j)) for i, j in zip(rows, cols) if dist[i, j] <= max_dist]
 
 
@@ -153,17 +162,18 @@ def impact_trace(frames, crop: tuple[int, int, int, int] | None = None) -> np.nd
     object at that frame, as a fraction of the frame height per frame (image rows grow downward)."""
     x = crop_frames(as_frames(frames), crop)
     F, H = x.shape[:2]
-    centres = _blob_centroids(x)
+    blobs = _blob_centroids(x)  # [n,3] per frame: row, col, pixels
+    centres = [b[:, :2] for b in blobs]
     max_dist = MAX_STEP_FRACTION * H
     velocity_in = {}  # (frame k, blob i) -> displacement from frame k-1
     for k in range(1, F):
-        for i, j in _match(centres[k - 1], centres[k], max_dist):
+        for i, j in _match(blobs[k - 1], blobs[k], max_dist):
             velocity_in[(k, i)] = centres[k][i] - centres[k - 1][j]
     out = np.zeros(F, np.float32)
     W = x.shape[2]
     for k in range(1, F - 1):
         matched = set()
-        for i, j in _match(centres[k], centres[k + 1], max_dist):
+        for i, j in _match(blobs[k], blobs[k + 1], max_dist):
             matched.add(j)
             if (k, j) not in velocity_in:
                 continue
