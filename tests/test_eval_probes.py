@@ -110,15 +110,21 @@ def test_frechet_analogs_tell_scenes_apart(probes):
     assert frechet_distance(bounce_a.audio, keys.audio) > frechet_distance(bounce_a.audio, bounce_b.audio)
 
 
-def test_word_spotter_replaces_the_words_head_and_trains_alone(tmp_path):
-    from pipelines.train_probes import extend_probes, freeze_all_but
+def _small_probes_extended(tmp_path, overrides: dict, **saved_config):
+    """Small probes saved to tmp_path/probes, then loaded through extend_probes with `overrides`: (extended, saved)."""
+    from pipelines.train_probes import extend_probes
     from seedance.models.io import atomic_save_pretrained
 
     torch.manual_seed(0)
-    small = dict(video_widths=(8, 8), audio_widths=(8, 8), embed_dim=16)
-    atomic_save_pretrained(AttributeProbe(**small), tmp_path / "probes")
-    model = extend_probes(tmp_path / "probes", {"word_spotter_width": 16})
-    saved = AttributeProbe.from_pretrained(str(tmp_path / "probes"))
+    atomic_save_pretrained(AttributeProbe(video_widths=(8, 8), audio_widths=(8, 8), embed_dim=16, **saved_config),
+                           tmp_path / "probes")  # fmt: skip
+    return extend_probes(tmp_path / "probes", overrides), AttributeProbe.from_pretrained(str(tmp_path / "probes"))
+
+
+def test_word_spotter_replaces_the_words_head_and_trains_alone(tmp_path):
+    from pipelines.train_probes import extend_probes, freeze_all_but
+
+    model, saved = _small_probes_extended(tmp_path, {"word_spotter_width": 16})
     assert torch.equal(model.heads["scene"].weight, saved.heads["scene"].weight)  # the trained parts loaded
     frames, mel = torch.rand(2, 4, 3, 64, 64), torch.randn(2, 64, 200) - 6
     logits = model(frames, mel, pitch=torch.zeros(2, 3))
@@ -184,14 +190,9 @@ def test_object_cues_count_bouncing_objects_and_see_every_drawn_colour():
 
 
 def test_object_heads_replace_colour_and_count_and_train_alone(tmp_path):
-    from pipelines.train_probes import extend_probes, freeze_all_but
-    from seedance.models.io import atomic_save_pretrained
+    from pipelines.train_probes import freeze_all_but
 
-    torch.manual_seed(0)
-    small = dict(video_widths=(8, 8), audio_widths=(8, 8), embed_dim=16)
-    atomic_save_pretrained(AttributeProbe(**small), tmp_path / "probes")
-    model = extend_probes(tmp_path / "probes", {"object_cue_width": 8})
-    saved = AttributeProbe.from_pretrained(str(tmp_path / "probes"))
+    model, saved = _small_probes_extended(tmp_path, {"object_cue_width": 8})
     assert torch.equal(model.heads["colors"].weight, saved.heads["colors"].weight)  # the trained parts loaded
     frames, mel = torch.rand(2, 4, 3, 64, 64), torch.randn(2, 64, 200) - 6
     clip = torch.rand(2, 32, 3, 64, 64)
@@ -227,7 +228,6 @@ def test_shipped_probes_read_colours_and_counts(probes):
 
 def test_voice_warp_moves_content_and_reinit_starts_a_spotter_fresh(tmp_path):
     from pipelines.train_probes import extend_probes, warp_axis
-    from seedance.models.io import atomic_save_pretrained
 
     m = torch.full((2, 8, 10), -11.0)
     m[:, 4, 6] = 0.0  # one loud cell: bin 4, frame 6
@@ -236,10 +236,7 @@ def test_voice_warp_moves_content_and_reinit_starts_a_spotter_fresh(tmp_path):
     assert squeezed[1, 4].argmax() == 4  # frame 6 read at output frame 6 / 1.5 = 4
     lowered = warp_axis(m, 1, torch.tensor([2.0, 1.0]), torch.tensor(-11.0))
     assert lowered[0, :, 6].argmax() == 2 and (lowered[0, 5:] == -11.0).all()  # past the end: silence
-    torch.manual_seed(0)
-    small = dict(video_widths=(8, 8), audio_widths=(8, 8), embed_dim=16, word_spotter_width=8)
-    atomic_save_pretrained(AttributeProbe(**small), tmp_path / "probes")
-    kept = extend_probes(tmp_path / "probes", {})
+    kept, _ = _small_probes_extended(tmp_path, {}, word_spotter_width=8)
     fresh = extend_probes(tmp_path / "probes", {}, reinit=("words",))
     w = "word_spotter.score.weight"
     assert torch.equal(kept.state_dict()[w], AttributeProbe.from_pretrained(str(tmp_path / "probes")).state_dict()[w])
