@@ -284,7 +284,8 @@ def run_prompt(args: argparse.Namespace) -> int:
     model = load_probes(args.probes)
     clip = read_for_probe(model, args.clip)
     parsed = parse_caption(args.caption, model.classes.get("words"))
-    checks = check_caption(model, clip.frames, clip.audio, args.caption)
+    predictions = predict(model, clip.frames, clip.audio)
+    checks = check_caption(model, clip.frames, clip.audio, args.caption, predictions)
     matched = sum(c.matched for c in checks)
     report = {
         "schema": "seedance.eval.prompt/1",
@@ -293,7 +294,7 @@ def run_prompt(args: argparse.Namespace) -> int:
         "parsed": parsed,
         "checks": [c.to_dict() for c in checks],
         "adherence": round(matched / len(checks), 4) if checks else None,
-        "predictions": predict(model, clip.frames, clip.audio),
+        "predictions": predictions,
     }
     if args.json:
         print(json.dumps(report, indent=2))

@@ -90,7 +90,5 @@ def object_cues(frames: torch.Tensor, palette: torch.Tensor) -> torch.Tensor:
         largest = torch.zeros(MAX_COUNT + 1)
         largest[int(counts.max())] = 1.0
         shares = torch.cat([tight, loose, moving_share]).clamp(min=0.0)
-        out.append(torch.cat([torch.log(shares + 1e-4), histogram, largest]))
-        if out[-1].shape[0] != object_cue_dim(K):  # a shape contract, cheap to keep honest
-            raise RuntimeError("object_cues: feature size changed without object_cue_dim")
+        out.append(torch.cat([torch.log(shares + 1e-4), histogram, largest]))  # [object_cue_dim(K)]
     return torch.stack(out)

@@ -433,10 +433,13 @@ class AttributeCheck:
         }
 
 
-def check_caption(model: AttributeProbe, frames: np.ndarray, audio: np.ndarray, caption: str) -> list[AttributeCheck]:
-    """Compare what the caption names with what the probes read from the clip."""
+def check_caption(
+    model: AttributeProbe, frames: np.ndarray, audio: np.ndarray, caption: str, predictions: dict | None = None
+) -> list[AttributeCheck]:
+    """Compare what the caption names with what the probes read from the clip (`predictions`: predict()'s
+    output for this clip when the caller has it already)."""
     expected = parse_caption(caption, model.classes.get("words"))
-    pred = predict(model, frames, audio)
+    pred = predictions if predictions is not None else predict(model, frames, audio)
     checks = []
     for name, want in expected.items():
         probs = pred[name]["probs"]
