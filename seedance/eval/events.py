@@ -3,8 +3,12 @@
 Two measures, both over one clip:
 
 - `event_f1`: audio onsets (librosa onset detection) against visual events
-  (peaks of the per-frame motion energy of `seedance.eval.offset`), matched one
-  to one within +-1 video frame. F1 = 2·matched / (#audio + #visual).
+  (peaks of the offset estimator's visual trace: motion energy plus tracked
+  impacts, as in `seedance.eval.offset.visual_trace`), matched one to one within +-1
+  video frame. F1 = 2·matched / (#audio + #visual). Peaks of motion energy
+  alone sit in a falling object's flight, not on its bounce: on 30 held-out
+  bouncing-object clips they found 0.56 of the contacts, the trace 1.00
+  (real-pair F1 0.54 -> 0.92, shuffled pairs 0.16 -> 0.22).
 - `av_align`: AV-Align (Yariv et al., AAAI 2024): audio onset peaks against
   local maxima of the mean optical-flow magnitude, matched within one frame,
   scored as intersection over union, matched / (#audio + #visual - matched).
@@ -25,7 +29,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.signal import find_peaks
 
-from seedance.eval.offset import as_frames, as_mono, crop_frames, motion_energy
+from seedance.eval.offset import as_frames, as_mono, crop_frames, impact_score, motion_energy
 
 FLOW_REFERENCE_HEIGHT = 256
 AV_ALIGN_FLOW_THRESHOLD = 0.1  # the paper's minimum peak height (pixels per frame)
@@ -68,14 +72,19 @@ def visual_event_times(
     rel_height: float = 0.3,
     min_height: float = 0.004,
 ) -> np.ndarray:
-    """Visual event times in seconds: peaks of motion energy, at least `rel_height` of the largest
-    and above `min_height` (mean absolute change, in [0,1] pixel units: codec noise stays below)."""
-    energy = motion_energy(frames, crop)
-    if energy.size < 3 or energy.max() <= min_height:
+    """Visual event times in seconds: peaks of the visual trace (motion energy scaled to a peak of 1,
+    plus impacts) at least `rel_height` of its largest value. Motion energy (mean absolute change, in
+    [0,1] pixel units) that never exceeds `min_height` is left out, as codec noise would be; the impacts
+    of a small object still count."""
+    x = crop_frames(as_frames(frames), crop)
+    if x.shape[0] < 3:
         return np.zeros(0)
-    height = max(min_height, rel_height * float(energy.max()))
-    padded = np.concatenate([[0.0], energy, [0.0]])  # let a peak sit on the first or last frame
-    peaks, _ = find_peaks(padded, height=height)
+    energy = motion_energy(x)
+    trace = impact_score(x) + (energy / energy.max() if energy.max() > min_height else 0.0)
+    if trace.max() <= 0:
+        return np.zeros(0)
+    padded = np.concatenate([[0.0], trace, [0.0]])  # let a peak sit on the first or last frame
+    peaks, _ = find_peaks(padded, height=rel_height * float(trace.max()))
     return (peaks - 1) / fps
 
 

@@ -212,11 +212,15 @@ def impact_trace(frames, crop: tuple[int, int, int, int] | None = None) -> np.nd
     return out
 
 
+def impact_score(frames, crop: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """Impacts beyond centroid jitter, 0..1 per frame, float32 [F]."""
+    return np.clip((impact_trace(frames, crop) - IMPACT_FLOOR) / IMPACT_SCALE, 0.0, 1.0).astype(np.float32)
+
+
 def visual_trace(frames, crop: tuple[int, int, int, int] | None = None) -> np.ndarray:
     """Motion energy scaled to a peak of 1, plus impacts beyond jitter (0..1), float32 [F]."""
     x = crop_frames(as_frames(frames), crop)
-    energy, impacts = motion_energy(x), impact_trace(x)
-    return _unit_peak(energy) + np.clip((impacts - IMPACT_FLOOR) / IMPACT_SCALE, 0.0, 1.0)
+    return _unit_peak(motion_energy(x)) + impact_score(x)
 
 
 def _unit_peak(x: np.ndarray) -> np.ndarray:
@@ -332,6 +336,7 @@ __all__ = [
     "OffsetResult",
     "audio_trace",
     "av_offset",
+    "impact_score",
     "impact_trace",
     "motion_energy",
     "shift_audio",
