@@ -158,6 +158,31 @@ def test_visual_events_sit_on_the_bounces():
         assert match_events(s.events, found, 1.0 / FPS) == len(s.events), (seed, s.events, found)
 
 
+@pytest.mark.parametrize("backdrop", ["plain", "striped"])
+def test_visual_onsets_are_departures_from_rest_not_returns(backdrop):
+    # A key lights up at frame 4 and stays lit until frame 26 (most of the clip, so a temporal median would
+    # hold it lit); a mouth-like patch opens at frame 10 and closes at frame 15. Onsets: 4 and 10 only.
+    frames = np.full((32, 64, 64, 3), 40, np.uint8)
+    if backdrop == "striped":
+        frames[:, :, ::4] = 120
+    frames[4:26, 8:20, 8:20] = 230
+    frames[10:15, 40:50, 30:46] = 230
+    onsets = np.round(visual_event_times(frames, FPS) * FPS).astype(int).tolist()
+    assert onsets == [4, 10]
+
+
+def test_talking_face_onsets_are_word_starts():
+    # Held-out talking faces: each word opens the mouth once (its start) and closes it once (not an onset).
+    found = total = 0
+    for seed in range(1000, 1006):
+        s = make_sample("face", seed, "tiny", "test")
+        onsets = visual_event_times(s.frames, FPS)
+        found += match_events(s.events, onsets, 1.0 / FPS)
+        total += len(s.events)
+        assert len(onsets) <= 2 * len(s.events), (seed, s.events, onsets)
+    assert found == total
+
+
 def test_event_f1_and_av_align_prefer_real_pairs(clips):
     s, other = clips["keys"], clips["bounce"]
     matched = event_f1(s.frames, s.audio, FPS, SR)
