@@ -111,6 +111,23 @@ def test_voice_rate_and_pitch_change_the_sound():
     assert not np.array_equal(synthesize("see", "en-us+f2", 170, 50).audio[:2000], base.audio[:2000])
 
 
+def _class_f0(voice: str, pitch: str) -> float:
+    setting = face.pitch_setting(voice, pitch)
+    return float(np.median([_f0(synthesize(w, voice, 170, setting).audio) for w in ("go", "tea", "sun")]))
+
+
+def test_each_pitch_class_of_a_held_out_male_voice_sits_in_the_training_voices_band():
+    # A caption's "deep voice" must sound deep: every held-out male voice speaks each class within the
+    # F0 range the training male voices speak it in (en-us+m8 at the plain settings was a class low).
+    train_males = [v for v in face.TRAIN_VOICES if face.VOICES[v][0] == "male"]
+    for pitch in face.PITCHES:
+        band = [_class_f0(v, pitch) for v in train_males]
+        lo, hi = 0.95 * min(band), 1.05 * max(band)
+        for voice in sorted(face.TEST_VOICES):
+            if face.VOICES[voice][0] == "male":
+                assert lo <= _class_f0(voice, pitch) <= hi, (voice, pitch, _class_f0(voice, pitch), lo, hi)
+
+
 @pytest.mark.parametrize(
     "args",
     [("", "en-us", 170, 50), ("hi", "xx-nope", 170, 50), ("hi", "en-us+nope", 170, 50), ("hi", "en-us", 20, 50),
