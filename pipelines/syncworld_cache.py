@@ -88,11 +88,25 @@ def load_or_render(
 
 
 def voice_gender(voice: str) -> str:
-    """espeak voice id with a m*/f* variant ("en-gb-scotland+m2") -> "male" / "female"."""
+    """espeak voice id -> "male" / "female": from an m<N>/f<N> variant ("en-gb-scotland+m2"), else from the
+    gender line of a named variant's file in espeak's data ("en+Hugo")."""
     variant = voice.rpartition("+")[2]
-    if not variant or variant[0] not in "mf" or not variant[1:].isdigit():
-        raise ValueError(f"voice {voice!r} has no m<N>/f<N> variant to tell its gender")
-    return "male" if variant[0] == "m" else "female"
+    if variant and variant[0] in "mf" and variant[1:].isdigit():
+        return "male" if variant[0] == "m" else "female"
+    gender = ""
+    if variant:
+        import espeakng_loader
+
+        path = Path(espeakng_loader.get_data_path()) / "voices" / "!v" / variant
+        if path.is_file():
+            for line in path.read_text(errors="replace").splitlines():
+                words = line.split()
+                if len(words) >= 2 and words[0] == "gender":
+                    gender = words[1].lower()
+                    break
+    if gender not in ("male", "female"):
+        raise ValueError(f"voice {voice!r} has no m<N>/f<N> variant, nor a variant file naming its gender")
+    return gender
 
 
 def render_faces_with_voices(preset: ClipPreset, voices: tuple[str, ...], n: int, first_seed: int) -> ClipSet:

@@ -87,7 +87,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "and its time axis by 0.9-1.1 (another speaking rate); for the words head, whose held-out "
                         "voices are the hard part. Not for the pitch head")
     p.add_argument("--extra-voices", default="",
-                   help="comma-separated espeak voices with m<N>/f<N> variants (e.g. en-gb-scotland+m2): "
+                   help="comma-separated espeak voices with m<N>/f<N> or gendered named variants (e.g. "
+                        "en-gb-scotland+m2, en+Hugo): "
                         "--extra-clips more training faces are spoken by them (never SyncWorld's held-out voices)")
     p.add_argument("--extra-clips", type=int, default=0)
     p.add_argument("--reinit", default="",

@@ -85,5 +85,8 @@ def test_probe_recipe_adds_object_heads_and_more_voices(tmp_path):
     assert [lab["voice"] for lab in clips.labels] == ["en-gb-scotland+m2", "en-us+f1"]
     assert [lab["gender"] for lab in clips.labels] == ["male", "female"] and clips.audio.std(axis=1).min() > 0.01
     assert voice_gender("en+f3") == "female"
+    assert voice_gender("en+Hugo") == "male" and voice_gender("en-us+Annie") == "female"  # named variants
+    with pytest.raises(ValueError, match="gender"):
+        voice_gender("en+klatt")  # its variant file names no gender
     with pytest.raises(SystemExit):
         train_probes.parse_args(["--out", str(tmp_path), "--extra-voices", "en-gb-x-rp+m7"])  # a held-out variant
