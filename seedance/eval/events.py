@@ -11,10 +11,10 @@ Two measures, both over one clip:
   A mouth that opens or a key that lights up departs; the mouth closing or the
   light going out returns, and is no onset, just as a sound's end is no audio
   onset. A bounce changes little of the picture and is found by the tracker.
-  On 30 held-out clips per scene (seeds 1000- and 3000-), real-pair F1 with
-  peaks of motion energy alone: faces 0.65/0.63, bouncing objects 0.54, keys
-  0.82/0.83; with these onsets 0.87/0.86, 0.94/0.93, 1.00/1.00 (shuffled pairs
-  0.21 -> 0.25 on average).
+  Real-pair F1 on two sets of 30 held-out clips per scene (seeds 1000- and
+  3000-) with peaks of motion energy alone: faces 0.62/0.66, bouncing objects
+  0.54/0.63, keys 0.83/0.83; with these onsets 0.87/0.85, 0.94/0.93, 1.00/1.00
+  (shuffled pairs 0.26/0.25 -> 0.31/0.26 on average).
 - `av_align`: AV-Align (Yariv et al., AAAI 2024): audio onset peaks against
   local maxima of the mean optical-flow magnitude, matched within one frame,
   scored as intersection over union, matched / (#audio + #visual - matched).
