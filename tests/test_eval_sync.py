@@ -91,7 +91,7 @@ def test_an_object_that_comes_to_rest_marks_its_stop(backdrop):
 
 def test_bounce_clips_whose_objects_come_to_rest_read_in_sync():
     # Held-out clips with one or two low-bounce objects that settle on the floor. Against the temporal
-    # median (which holds the resting object) each read +1 or +2; against the plain backdrop they read 0.
+    # median (which holds the resting object) each read +1; against the plain backdrop they read 0.
     for seed in (1005, 1008, 1010, 1013, 1015):
         s = make_sample("bounce", seed, "tiny", "test")
         assert av_offset(s.frames, s.audio, FPS, SR).offset_frames == 0, seed

@@ -50,7 +50,7 @@ FLUX_HOP_S = 0.005  # 5 ms audio trace resolution
 FOREGROUND_THRESHOLD = 0.12  # |pixel - background| (0..1) that counts as an object
 MIN_BLOB_PIXELS = 3
 # A clip whose still picture differs from its row medians on at most this share of pixels has a plain
-# backdrop (bouncing objects: 0-8% on 300 clips, faces 36-44%, keyboards 7-45%).
+# backdrop (bouncing objects 0-8% on 300 clips, faces 36-44% on 40, keyboards 7-45% on 150).
 PLAIN_BACKDROP_SHARE = 0.1
 MAX_STEP_FRACTION = 0.4  # an object moves at most this fraction of the frame height per frame
 # A tracked object's pixel count changes at most this much between frames (at 2x, codec noise on small blobs

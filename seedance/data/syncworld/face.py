@@ -69,9 +69,9 @@ RATES = {"slow": 130, "normal": 170, "fast": 210}  # words per minute
 PITCHES = {"low": 30, "medium": 50, "high": 70}  # espeak pitch 0..100
 # espeak's en-us+m8 speaks one pitch class below the other male voices at every setting (median F0 of
 # 8 words at rate 170 with pyin: 62 / 75 / 93 Hz at 30 / 50 / 70, the other male voices 63-75 / 81-94 /
-# 102-117), so its "medium" sounded like their "low" and no listener could tell the two apart. Its
+# 102-117), so its "medium" sounded like their "low" and its labels contradicted its sound. Its
 # settings are raised so that low, medium and high name the same F0 bands for every male voice
-# (70 / 87 / 110 Hz, the others' means 70 / 88 / 111). It is a test-split voice only.
+# (70 / 87 / 109 Hz, the training male voices' means 70 / 88 / 111). It is a test-split voice only.
 PITCH_OFFSETS = {"en-us+m8": 14}
 
 # Longest audible word (s) per rate over VOCABULARY x VOICES x PITCHES (measured), and the layout
