@@ -14,6 +14,7 @@ from seedance.eval.events import av_align, event_f1, match_events, optical_flow,
 from seedance.eval.offset import (
     as_frames,
     av_offset,
+    impact_score,
     impact_trace,
     shift_audio,
     tracking_background,
@@ -181,6 +182,19 @@ def test_talking_face_onsets_are_word_starts():
         total += len(s.events)
         assert len(onsets) <= 2 * len(s.events), (seed, s.events, onsets)
     assert found == total
+
+
+def test_precomputed_impacts_give_the_same_readings(clips):
+    # score_clip tracks a clip's objects once and hands the impacts to both the offset and the onsets
+    s = clips["bounce"]
+    impacts = impact_score(s.frames)
+    assert impacts.max() > 0  # the clip has bounces to share
+    plain, shared = av_offset(s.frames, s.audio, FPS, SR), av_offset(s.frames, s.audio, FPS, SR, impacts=impacts)
+    assert plain.offset_frames == shared.offset_frames and np.array_equal(plain.correlation, shared.correlation)
+    events = event_f1(s.frames, s.audio, FPS, SR).to_dict()
+    assert events == event_f1(s.frames, s.audio, FPS, SR, impacts=impacts).to_dict()
+    with pytest.raises(SeedanceError, match="one value per frame"):
+        av_offset(s.frames, s.audio, FPS, SR, impacts=impacts[:-1])
 
 
 def test_event_f1_and_av_align_prefer_real_pairs(clips):

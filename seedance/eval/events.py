@@ -35,7 +35,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.signal import find_peaks
 
-from seedance.eval.offset import as_frames, as_mono, crop_frames, impact_score, tracking_background
+from seedance.eval.offset import as_frames, as_mono, checked_impacts, crop_frames, tracking_background
 
 FLOW_REFERENCE_HEIGHT = 256
 AV_ALIGN_FLOW_THRESHOLD = 0.1  # the paper's minimum peak height (pixels per frame)
@@ -91,15 +91,17 @@ def visual_event_times(
     crop: tuple[int, int, int, int] | None = None,
     rel_height: float = 0.3,
     min_height: float = 0.002,
+    impacts: np.ndarray | None = None,
 ) -> np.ndarray:
     """Visual onset times in seconds: peaks, at least `rel_height` of the largest, of the departure trace
     scaled to a peak of 1 plus impacts. A departure trace that never exceeds `min_height` is left out, as
-    codec noise would be; the impacts of a small object still count."""
+    codec noise would be; the impacts of a small object still count. `impacts`: the clip's `impact_score`
+    (of the same crop) when already computed."""
     x = crop_frames(as_frames(frames), crop)
     if x.shape[0] < 3:
         return np.zeros(0)
     departure = departure_trace(x)
-    trace = impact_score(x) + (departure / departure.max() if departure.max() > min_height else 0.0)
+    trace = checked_impacts(x, None, impacts) + (departure / departure.max() if departure.max() > min_height else 0.0)
     if trace.max() <= 0:
         return np.zeros(0)
     padded = np.concatenate([[0.0], trace, [0.0]])  # let a peak sit on the first or last frame
@@ -121,10 +123,16 @@ def match_events(a: np.ndarray, b: np.ndarray, tolerance_s: float) -> int:
 
 
 def event_f1(
-    frames, audio, fps: float, sample_rate: int, crop: tuple[int, int, int, int] | None = None, tolerance_frames=1
+    frames,
+    audio,
+    fps: float,
+    sample_rate: int,
+    crop: tuple[int, int, int, int] | None = None,
+    tolerance_frames=1,
+    impacts: np.ndarray | None = None,
 ) -> EventMatch:
     a = audio_onset_times(audio, sample_rate)
-    v = visual_event_times(frames, fps, crop)
+    v = visual_event_times(frames, fps, crop, impacts=impacts)
     m = match_events(a, v, tolerance_frames / fps)
     total = a.size + v.size
     return EventMatch(score=(2 * m / total) if total else float("nan"), audio_times=a, visual_times=v, matched=m)

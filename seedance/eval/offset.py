@@ -223,10 +223,23 @@ def impact_score(frames, crop: tuple[int, int, int, int] | None = None) -> np.nd
     return np.clip((impact_trace(frames, crop) - IMPACT_FLOOR) / IMPACT_SCALE, 0.0, 1.0).astype(np.float32)
 
 
-def visual_trace(frames, crop: tuple[int, int, int, int] | None = None) -> np.ndarray:
-    """Motion energy scaled to a peak of 1, plus impacts beyond jitter (0..1), float32 [F]."""
+def visual_trace(
+    frames, crop: tuple[int, int, int, int] | None = None, impacts: np.ndarray | None = None
+) -> np.ndarray:
+    """Motion energy scaled to a peak of 1, plus impacts beyond jitter (0..1), float32 [F].
+    `impacts`: this clip's `impact_score` when already computed (object tracking is the costly part)."""
     x = crop_frames(as_frames(frames), crop)
-    return _unit_peak(motion_energy(x)) + impact_score(x)
+    return _unit_peak(motion_energy(x)) + checked_impacts(x, crop=None, impacts=impacts)
+
+
+def checked_impacts(x: np.ndarray, crop, impacts: np.ndarray | None) -> np.ndarray:
+    """`impacts` if given (checked against the F frames of x), else impact_score(x, crop)."""
+    if impacts is None:
+        return impact_score(x, crop)
+    impacts = np.asarray(impacts, dtype=np.float32)
+    if impacts.shape != (x.shape[0],):
+        raise SeedanceError(f"impacts must be one value per frame ({x.shape[0]}), got shape {impacts.shape}")
+    return impacts
 
 
 def _unit_peak(x: np.ndarray) -> np.ndarray:
@@ -296,11 +309,13 @@ def av_offset(
     sample_rate: int,
     max_shift: int = 15,
     crop: tuple[int, int, int, int] | None = None,
+    impacts: np.ndarray | None = None,
 ) -> OffsetResult:
     """Estimate the audio-visual offset of one clip (positive = audio late).
 
     frames: uint8 [F,H,W,3] (or float in [0,1]); audio: float [S] or [C,S];
-    crop: optional (top, left, bottom, right) box to watch, e.g. a mouth.
+    crop: optional (top, left, bottom, right) box to watch, e.g. a mouth;
+    impacts: the clip's `impact_score` (of the same crop) when already computed.
     The search range shrinks to F - 4 frames for very short clips. A clip with no
     visual change or no sound change gets offset 0 with confidence 0.
     """
@@ -308,7 +323,7 @@ def av_offset(
         raise SeedanceError(f"fps and sample_rate must be positive, got {fps}, {sample_rate}")
     if max_shift < 0:
         raise SeedanceError(f"max_shift must be >= 0, got {max_shift}")
-    visual = visual_trace(frames, crop)
+    visual = visual_trace(frames, crop, impacts)
     F = visual.shape[0]
     if F < MIN_OVERLAP_FRAMES + 1:
         raise SeedanceError(f"clip too short for an offset: {F} frames; give at least {MIN_OVERLAP_FRAMES + 1}")
@@ -343,6 +358,7 @@ __all__ = [
     "OffsetResult",
     "audio_trace",
     "av_offset",
+    "checked_impacts",
     "impact_score",
     "impact_trace",
     "motion_energy",

@@ -26,7 +26,7 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from seedance.eval.events import av_align, event_f1
-from seedance.eval.offset import as_mono, av_offset
+from seedance.eval.offset import as_mono, av_offset, impact_score
 
 SCHEMA = "seedance.eval.sync/1"
 
@@ -44,7 +44,10 @@ def score_clip(clip: SyncClip, expert=None, crop=None, max_shift: int = 15) -> d
     """Every sync measure of one clip, as a JSON-ready dict."""
     from seedance.eval.syncexpert import score_sync
 
-    offset = av_offset(clip.frames, clip.audio, clip.fps, clip.sample_rate, max_shift=max_shift, crop=crop)
+    impacts = impact_score(clip.frames, crop)  # object tracking, shared by the offset and the visual onsets
+    offset = av_offset(
+        clip.frames, clip.audio, clip.fps, clip.sample_rate, max_shift=max_shift, crop=crop, impacts=impacts
+    )
     row = {
         "name": clip.name,
         "ok": True,
@@ -54,7 +57,7 @@ def score_clip(clip: SyncClip, expert=None, crop=None, max_shift: int = 15) -> d
         "duration_s": round(clip.frames.shape[0] / clip.fps, 4),
         "offset": offset.to_dict(),
         "av_align": av_align(clip.frames, clip.audio, clip.fps, clip.sample_rate, crop).to_dict(),
-        "event_f1": event_f1(clip.frames, clip.audio, clip.fps, clip.sample_rate, crop).to_dict(),
+        "event_f1": event_f1(clip.frames, clip.audio, clip.fps, clip.sample_rate, crop, impacts=impacts).to_dict(),
         "syncexpert": None,
     }
     if expert is not None:
