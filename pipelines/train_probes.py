@@ -134,6 +134,7 @@ class ProbeData:
         logmel = LogMel(preset)
         self.mels = torch.cat([logmel(self.audio[i : i + 64]) for i in range(0, len(self.audio), 64)])  # [N,n_mels,M]
         self.pitch: torch.Tensor | None = None  # [N,3], filled by cache_pitch (needs the model's settings)
+        self.pitch_track: torch.Tensor | None = None  # [N,2,M], by cache_pitch for a spotter that reads F0
         self.objects: torch.Tensor | None = None  # [N,D], filled by cache_objects for probes with object heads
         self.targets, self.masks = {}, {}
         rows = [targets_from_labels(lab, classes) for lab in clips.labels]
@@ -169,6 +170,9 @@ class ProbeData:
     @torch.no_grad()
     def cache_pitch(self, model: AttributeProbe) -> None:
         self.pitch = torch.cat([model.pitch_cues(self.audio[i : i + 64]) for i in range(0, len(self.audio), 64)])
+        if model.config.pitch_spotter_f0:
+            chunks = range(0, len(self.audio), 64)
+            self.pitch_track = torch.cat([model.pitch_track(self.audio[i : i + 64]) for i in chunks])
 
     @torch.no_grad()
     def cache_objects(self, model: AttributeProbe, measure: bool = True) -> None:
@@ -191,8 +195,8 @@ class ProbeData:
         self, idx: torch.Tensor, g: torch.Generator | None, augment: bool = False, voice: bool = False
     ) -> dict[str, torch.Tensor]:
         """Model inputs for the audio side: log-mel [B,n_mels,M] (training: a random gain; with `augment` also
-        a frequency shift and masks; with `voice` a frequency and time warp) and pitch cues (from the clean
-        waveform, which the masks do not reach)."""
+        a frequency shift and masks; with `voice` a frequency and time warp) and pitch cues and track (from the
+        clean waveform, which the masks do not reach)."""
         m = self.mels[idx]
         floor = self.mels.min()
         if g is not None:  # a gain adds its log to a magnitude log-mel (floored at silence); pitch ignores it
@@ -213,7 +217,8 @@ class ProbeData:
                 t0, tw = int(torch.randint(frames, (1,), generator=g)), int(torch.randint(21, (1,), generator=g))
                 m[row, f0 : f0 + fw] = floor
                 m[row, :, t0 : t0 + tw] = floor
-        return {"mel": m, "pitch": self.pitch[idx]}
+        track = {} if self.pitch_track is None else {"pitch_track": self.pitch_track[idx]}
+        return {"mel": m, "pitch": self.pitch[idx], **track}
 
 
 def warp_axis(m: torch.Tensor, dim: int, factor: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
@@ -295,7 +300,7 @@ def extend_probes(folder: Path, overrides: dict, reinit: tuple[str, ...] = ()) -
     state = {k: v for k, v in saved.state_dict().items() if not k.startswith(fresh)} if fresh else saved.state_dict()
     problem = (
         f"--model-config changed the shape of trained parts of {folder}; "
-        "only add new parts (*_spotter_width, object_cue_width)"
+        "only add new parts (*_spotter_width, object_cue_width) or --reinit the spotter whose input changes"
     )
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)

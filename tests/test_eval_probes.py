@@ -68,6 +68,42 @@ def test_colour_and_pitch_cues_measure_what_they_claim():
     assert abs(median - (np.log2(150.0) - 7.0)) < 0.03 and voiced > 0.9 and spread < 0.05
 
 
+def test_pitch_track_follows_f0_on_the_log_mel_frames():
+    model = AttributeProbe()
+    t = torch.arange(32000) / 16000.0
+    tone = sum(torch.sin(2 * torch.pi * 200.0 * k * t) / k for k in range(1, 6)) * 0.3  # 200 Hz, harmonics
+    tone[:16000] = 0.0  # silent first second: unvoiced there
+    track = model.pitch_track(tone[None])[0]  # [2, M]
+    mel = model.logmel()(tone[None])[0]
+    assert track.shape == (2, mel.shape[-1])
+    voiced = track[1] > 0.5
+    first = int(torch.nonzero(voiced)[0])
+    # log-mel frame i is centred on sample i*hop, so the tone starts at frame 100 (uncentred F0 frames read 98)
+    assert abs(first - 16000 // model.config.hop_length) <= 1, first
+    assert not voiced[: first].any() and voiced[first + 3 :].all()
+    assert torch.allclose(track[0, first + 3 :], torch.tensor(np.log2(200.0) - 7.0).float(), atol=0.03)
+    assert torch.all(track[0, ~voiced] == 0)
+
+
+def test_pitch_spotter_reads_the_f0_track_when_asked(tmp_path):
+    from pipelines.train_probes import extend_probes
+
+    with pytest.raises(SeedanceError, match="--reinit"):  # the saved spotter's input grows: it cannot load as it was
+        _small_probes_extended(tmp_path, {"pitch_spotter_f0": True}, pitch_spotter_width=16)
+    model = extend_probes(tmp_path / "probes", {"pitch_spotter_f0": True}, ("pitch",))
+    audio = torch.randn(2, 32000) * 0.1
+    frames, mel = torch.rand(2, 4, 3, 64, 64), model.logmel()(audio)
+    got = model(frames, mel, audio=audio)["pitch"]
+    heard = torch.cat([(mel - model.config.mel_mean) / model.config.mel_std, model.pitch_track(audio)], dim=1)
+    assert torch.allclose(got, model.pitch_spotter(heard))
+    other = model(frames, mel, audio=audio, pitch_track=torch.ones_like(model.pitch_track(audio)))["pitch"]
+    assert not torch.allclose(got, other)  # the track is read, not ignored
+    with pytest.raises(SeedanceError, match="pitch track"):
+        model(frames, mel, audio=audio, pitch_track=model.pitch_track(audio)[..., :-1])
+    with pytest.raises(SeedanceError, match="waveform"):
+        model(frames, mel, pitch=torch.zeros(2, 3))
+
+
 def test_shipped_probes_read_held_out_clips(probes):
     scenes = ("face", "bounce", "keys")
     for i, scene in enumerate(scenes):

@@ -13,7 +13,10 @@ the log-mel), and one head per attribute:
 
 With `word_spotter_width` (`pitch_spotter_width`) > 0 the words (the pitch)
 come from a `MelSpotter` instead of the linear head: pooled features cannot
-tell which words a clip holds. With `object_cue_width` > 0 the colours and the
+tell which words a clip holds. With `pitch_spotter_f0` the pitch spotter also
+reads the measured F0 track (`pitch_track`) beside the log-mel: 64 mel bands
+barely resolve a voice's harmonics, so from the mel alone it took a bright
+voice's medium for high. With `object_cue_width` > 0 the colours and the
 count come from heads that also see `object_cues` (object_cues.py), measured
 over every frame of the clip: four frames miss a key lit for a moment and an
 object hidden behind another.
@@ -149,6 +152,7 @@ class AttributeProbe(ModelMixin, ConfigMixin):
         color_sigma: float = 30.0,
         word_spotter_width: int = 0,
         pitch_spotter_width: int = 0,
+        pitch_spotter_f0: bool = False,
         object_cue_width: int = 0,
     ):
         super().__init__()
@@ -181,7 +185,9 @@ class AttributeProbe(ModelMixin, ConfigMixin):
             MelSpotter(n_mels, word_spotter_width, len(classes["words"])) if word_spotter_width > 0 else None
         )
         self.pitch_spotter = (
-            MelSpotter(n_mels, pitch_spotter_width, len(classes["pitch"])) if pitch_spotter_width > 0 else None
+            MelSpotter(n_mels + (2 if pitch_spotter_f0 else 0), pitch_spotter_width, len(classes["pitch"]))
+            if pitch_spotter_width > 0
+            else None
         )
         # 6. optional: colour and count heads that also see the whole clip's measured object cues
         self.object_proj = self.object_heads = None
@@ -223,13 +229,16 @@ class AttributeProbe(ModelMixin, ConfigMixin):
         """[B,F,3,H,W] in [0,1], every frame of the clip -> [B, D] (see object_cues.py)."""
         return object_cues(frames, self.palette_rgb)
 
-    def pitch_cues(self, audio: torch.Tensor) -> torch.Tensor:
-        """[B,S] waveform -> [B,3]: median and spread of log2 F0 over voiced 40 ms frames, and the voiced share.
+    def f0_frames(self, audio: torch.Tensor, centered: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B,S] waveform -> (log2 F0 - 7 [B,N], voiced [B,N] bool) over 40 ms frames every 10 ms; `centered`
+        pads 20 ms each side and steps by the log-mel's hop, so that frame i is centred where its frame i is.
 
         F0 by autocorrelation over 50-400 Hz, taking the shortest lag within 85% of the best peak (the
         longer ones are sub-harmonics: octave errors)."""
         sr = self.config.sample_rate
         win, hop = int(0.04 * sr), int(0.01 * sr)
+        if centered:
+            audio, hop = F.pad(audio, (win // 2, win // 2)), self.config.hop_length
         frames = audio.unfold(-1, win, hop)  # [B,N,win]
         frames = frames - frames.mean(dim=-1, keepdim=True)
         spec = torch.fft.rfft(frames, n=2 * win)
@@ -249,12 +258,24 @@ class AttributeProbe(ModelMixin, ConfigMixin):
         lag = torch.argmax(torch.where(in_run, band, torch.full_like(band, -2.0)), dim=-1) + lo
         loud = energy > energy.amax(dim=-1, keepdim=True) * 1e-3
         voiced = (peak > 0.5) & loud
-        logf = torch.log2(sr / lag.float()) - 7.0
+        return torch.log2(sr / lag.float()) - 7.0, voiced
+
+    def pitch_cues(self, audio: torch.Tensor) -> torch.Tensor:
+        """[B,S] waveform -> [B,3]: median and spread of log2 F0 over voiced 40 ms frames, and the voiced share."""
+        logf, voiced = self.f0_frames(audio)
         masked = torch.where(voiced, logf, torch.full_like(logf, float("nan")))
         median = torch.nan_to_num(masked.nanmedian(dim=-1).values, nan=0.0)
         n = voiced.float().sum(dim=-1).clamp(min=1.0)
         spread = torch.sqrt((((logf - median[:, None]) ** 2) * voiced.float()).sum(dim=-1) / n + 1e-6)
         return torch.stack([median, spread, voiced.float().mean(dim=-1)], dim=-1)
+
+    def pitch_track(self, audio: torch.Tensor) -> torch.Tensor:
+        """[B,S] waveform -> [B,2,S//hop], one column per log-mel frame: log2 F0 - 7 where voiced (else 0),
+        and the voiced flag. What the pitch spotter reads beside the log-mel when `pitch_spotter_f0`."""
+        logf, voiced = self.f0_frames(audio, centered=True)
+        m = audio.shape[-1] // self.config.hop_length  # LogMel keeps S//hop frames
+        logf, voiced = logf[:, :m], voiced[:, :m]
+        return torch.stack([torch.where(voiced, logf, torch.zeros_like(logf)), voiced.float()], dim=1)
 
     def forward(
         self,
@@ -263,11 +284,12 @@ class AttributeProbe(ModelMixin, ConfigMixin):
         audio: torch.Tensor | None = None,
         pitch: torch.Tensor | None = None,
         objects: torch.Tensor | None = None,
+        pitch_track: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """frames [B,T,3,H,W] in [0,1], mel [B,n_mels,M] (this probe's LogMel of `audio`), audio [B,S];
         `pitch` = pitch_cues(audio) when already known (training caches it: it ignores gain);
         `objects` = object_cues(all frames of the clip) for the object heads (`predict` passes it; without it
-        they measure the T frames given)."""
+        they measure the T frames given); `pitch_track` = pitch_track(audio) when already known."""
         if pitch is None:
             if audio is None:
                 raise SeedanceError("AttributeProbe needs the waveform (or its pitch cues)")
@@ -279,7 +301,19 @@ class AttributeProbe(ModelMixin, ConfigMixin):
         if self.word_spotter is not None:
             out["words"] = self.word_spotter(normalised)
         if self.pitch_spotter is not None:
-            out["pitch"] = self.pitch_spotter(normalised)
+            heard = normalised
+            if self.config.pitch_spotter_f0:
+                if pitch_track is None:
+                    if audio is None:
+                        raise SeedanceError("AttributeProbe's pitch spotter needs the waveform (or its pitch track)")
+                    pitch_track = self.pitch_track(audio)
+                if pitch_track.shape[-1] != mel.shape[-1]:
+                    raise SeedanceError(
+                        f"pitch track has {pitch_track.shape[-1]} frames, the log-mel {mel.shape[-1]}; "
+                        "compute both from the same waveform"
+                    )
+                heard = torch.cat([normalised, pitch_track], dim=1)
+            out["pitch"] = self.pitch_spotter(heard)
         if self.object_heads is not None:
             seen = torch.cat([joint, self.object_proj(self.object_cues(frames) if objects is None else objects)], 1)
             out.update({name: head(seen) for name, head in self.object_heads.items()})
