@@ -3,11 +3,15 @@
 One safetensors file per (preset, split, scene, n) with frames uint8 [N,F,H,W,3]
 and audio float32 [N,S], plus a JSON sidecar with each clip's caption, labels
 and event times. Files are written atomically, so an interrupted render leaves
-nothing half-written behind.
+nothing half-written behind. The sidecar also records a fingerprint of SyncWorld's
+source: a cache rendered by an older SyncWorld (another voice setting, another
+layout) is rendered again rather than read, since its clips no longer match
+what make_sample gives.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -43,6 +47,16 @@ class ClipSet:
         )
 
 
+def syncworld_fingerprint() -> str:
+    """A short hash of SyncWorld's source files: it changes whenever the code that renders a clip does."""
+    import seedance.data.syncworld as syncworld
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(syncworld.__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def cache_file(cache: Path, preset: ClipPreset, scene: str, split: str, n: int, first_seed: int = 0) -> Path:
     return cache / f"eval_{preset.name}_{split}_{scene}_{first_seed}_{n}.safetensors"
 
@@ -69,10 +83,14 @@ def load_or_render(
 
     path = cache_file(cache, preset, scene, split, n, first_seed)
     meta = path.with_suffix(".json")
+    fingerprint = syncworld_fingerprint()
     if path.is_file() and meta.is_file():
-        t = load_file(str(path))
         info = json.loads(meta.read_text())
-        return ClipSet(t["frames"], t["audio"], [scene] * n, info["captions"], info["labels"], info["events"])
+        if info.get("syncworld") == fingerprint:
+            t = load_file(str(path))
+            return ClipSet(t["frames"], t["audio"], [scene] * n, info["captions"], info["labels"], info["events"])
+        if verbose:
+            print(f"{path.name} was rendered by another version of SyncWorld; rendering it again", flush=True)
     t0 = time.time()
     clips = render(preset, scene, split, n, first_seed)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -80,7 +98,8 @@ def load_or_render(
     save_file({"frames": clips.frames, "audio": clips.audio}, str(tmp))
     os.replace(tmp, path)
     tmp_meta = meta.with_name(f".{meta.name}.{os.getpid()}.tmp")
-    tmp_meta.write_text(json.dumps({"captions": clips.captions, "labels": clips.labels, "events": clips.events}))
+    sidecar = {"syncworld": fingerprint, "captions": clips.captions, "labels": clips.labels, "events": clips.events}
+    tmp_meta.write_text(json.dumps(sidecar))
     os.replace(tmp_meta, meta)
     if verbose:
         print(f"rendered {n} {split} {scene} clips in {time.time() - t0:.0f} s -> {path}", flush=True)

@@ -86,6 +86,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also warp each training log-mel's frequency axis by 0.88-1.12 (another vocal tract: VTLP) "
                         "and its time axis by 0.9-1.1 (another speaking rate); for the words head, whose held-out "
                         "voices are the hard part. Not for the pitch head")
+    p.add_argument("--pitch-track-dropout", type=float, default=0.0,
+                   help="with a pitch spotter that reads the F0 track (pitch_spotter_f0): blank the track of this "
+                        "share of training clips, so that the spotter also learns to hear pitch in the log-mel alone")
     p.add_argument("--extra-voices", default="",
                    help="comma-separated espeak voices with m<N>/f<N> or gendered named variants (e.g. "
                         "en-gb-scotland+m2, en+Hugo): "
@@ -113,6 +116,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--reinit takes words and pitch (their spotters); got {','.join(args.reinit)}")
     if args.reinit and args.init_from is None:
         p.error("--reinit needs --init-from")
+    if not 0.0 <= args.pitch_track_dropout < 1.0:
+        p.error(f"--pitch-track-dropout must be in [0, 1), got {args.pitch_track_dropout}")
     if args.train_only is not None:
         args.train_only = tuple(h.strip() for h in args.train_only.split(",") if h.strip())
         unknown = set(args.train_only) - set(default_classes())
@@ -383,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     def loss_fn(g: torch.Generator):
         idx = torch.randint(len(train), (args.batch_size,), generator=g)
         sound = train.sound(idx, g, args.spec_augment, args.voice_augment)
+        if args.pitch_track_dropout > 0 and "pitch_track" in sound:
+            blank = torch.rand(len(idx), generator=g) < args.pitch_track_dropout
+            sound["pitch_track"] = torch.where(blank[:, None, None], 0.0, sound["pitch_track"])
         logits = model(train.video(idx, num_frames, g), **sound, **train.cues(idx))
         return probe_loss(logits, train, idx, args.train_only)
 

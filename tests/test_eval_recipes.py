@@ -60,6 +60,24 @@ def test_probe_recipe_adds_a_word_spotter_to_trained_probes(tmp_path):
         train_probes.parse_args(["--out", str(tmp_path), "--train-only", "loudness"])
 
 
+def test_probe_recipe_trains_a_pitch_spotter_that_reads_the_f0_track(tmp_path):
+    common = ["--cache", str(tmp_path / "cache"), "--scenes", "face", "--clips-per-scene", "2",
+              "--val-clips-per-scene", "1", "--eval-every", "100", "--batch-size", "2"]  # fmt: skip
+    assert train_probes.main([*common, "--out", str(tmp_path / "a"), "--steps", "1", "--model-config", SMALL_PROBE,
+                              "--export", str(tmp_path / "base")]) == 0  # fmt: skip
+    spotter = json.dumps({"pitch_spotter_width": 8, "pitch_spotter_f0": True})
+    assert train_probes.main([*common, "--out", str(tmp_path / "b"), "--steps", "2", "--init-from",
+                              str(tmp_path / "base"), "--model-config", spotter, "--train-only", "pitch",
+                              "--pitch-track-dropout", "0.5", "--export", str(tmp_path / "pitch")]) == 0  # fmt: skip
+    base, pitch = load_probes(tmp_path / "base"), load_probes(tmp_path / "pitch")
+    assert pitch.config.pitch_spotter_f0 and pitch.pitch_spotter.net[0].in_channels == pitch.config.n_mels + 2
+    for name, tensor in base.state_dict().items():
+        assert (pitch.state_dict()[name] == tensor).all(), name
+    for bad in ("1.0", "-0.1", "nan"):
+        with pytest.raises(SystemExit):
+            train_probes.parse_args(["--out", str(tmp_path), "--pitch-track-dropout", bad])
+
+
 def test_probe_recipe_adds_object_heads_and_more_voices(tmp_path):
     # object heads trained alone on the whole clips' cues; extra training faces in other voices, never held-out ones
     from pipelines.syncworld_cache import render_faces_with_voices, voice_gender
@@ -90,3 +108,25 @@ def test_probe_recipe_adds_object_heads_and_more_voices(tmp_path):
         voice_gender("en+klatt")  # its variant file names no gender
     with pytest.raises(SystemExit):
         train_probes.parse_args(["--out", str(tmp_path), "--extra-voices", "en-gb-x-rp+m7"])  # a held-out variant
+
+
+def test_clip_cache_renders_again_when_syncworld_changed(tmp_path, capsys):
+    # a cache rendered by an older SyncWorld (here: its audio zeroed, its fingerprint another) is not read
+    from safetensors.numpy import load_file, save_file
+
+    from pipelines.syncworld_cache import cache_file, load_or_render, syncworld_fingerprint
+    from seedance.config import get_preset
+
+    preset = get_preset("tiny")
+    fresh = load_or_render(tmp_path, preset, "face", "test", 2)
+    path = cache_file(tmp_path, preset, "face", "test", 2)
+    assert json.loads(path.with_suffix(".json").read_text())["syncworld"] == syncworld_fingerprint()
+    assert "rendering it again" not in capsys.readouterr().out
+    stored = load_file(str(path))
+    save_file({"frames": stored["frames"], "audio": stored["audio"] * 0}, str(path))
+    assert load_or_render(tmp_path, preset, "face", "test", 2).audio.std() == 0  # same SyncWorld: read as stored
+    meta = json.loads(path.with_suffix(".json").read_text())
+    path.with_suffix(".json").write_text(json.dumps({**meta, "syncworld": "an-older-one"}))
+    again = load_or_render(tmp_path, preset, "face", "test", 2)
+    assert "rendering it again" in capsys.readouterr().out
+    assert (again.audio == fresh.audio).all() and again.labels == fresh.labels
