@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
+import av
 import numpy as np
 import pytest
 
@@ -37,7 +38,17 @@ def media(tmp_path_factory):
     data = paths[1].read_bytes()
     cut = bad / "cut.mkv"
     cut.write_bytes(data[: len(data) // 2])
-    return {"root": root, "good": paths, "bad": [silent, junk, cut], "samples": samples}
+    zero = bad / "zero.mkv"  # a container with a video stream but no frames, and a little audio
+    with av.open(str(zero), "w") as c:
+        v = c.add_stream("libx264", rate=16)
+        v.width, v.height, v.pix_fmt = 32, 32, "yuv420p"
+        a = c.add_stream("pcm_s16le", rate=16000, layout="mono")
+        af = av.AudioFrame.from_ndarray(np.zeros((1, 1600), np.int16), format="s16", layout="mono")
+        af.sample_rate, af.pts = 16000, 0
+        c.mux(a.encode(af))
+        c.mux(a.encode(None))
+        c.mux(v.encode(None))
+    return {"root": root, "good": paths, "bad": [silent, junk, cut, zero], "samples": samples}
 
 
 def test_eval_sync_scores_good_files_and_reports_bad_ones(media, capsys):
@@ -53,15 +64,16 @@ def test_eval_sync_scores_good_files_and_reports_bad_ones(media, capsys):
         r = rows[str(path)]
         assert r["ok"] and r["syncexpert"] is not None
         assert abs(r["offset"]["offset_frames"]) <= 1 and abs(r["syncexpert"]["offset_frames"]) <= 1, r["name"]
-    reasons = {"silent.mp4": "no audio stream", "notes.mp4": "not a readable media file", "cut.mkv": "truncated"}
+    reasons = {"silent.mp4": "no audio stream", "notes.mp4": "not a readable media file", "cut.mkv": "truncated",
+               "zero.mkv": "no frames"}
     for path in media["bad"]:
         r = rows[str(path)]
         assert not r["ok"] and reasons[path.name] in r["error"] and "\n" not in r["error"]
         assert f"error: {r['error']}" in captured.err
-    assert report["n_failed"] == 3 and report["aggregate"]["n_clips"] == 4
+    assert report["n_failed"] == 4 and report["aggregate"]["n_clips"] == 4
     assert report["chance"]["n_clips"] == 4 and report["aggregate"]["lse_c_mean"] > report["chance"]["lse_c_mean"]
     with open(out / "sync.csv") as f:
-        assert len(list(csv.DictReader(f))) == 7
+        assert len(list(csv.DictReader(f))) == 8
     assert len(list((out / "plots").glob("*.png"))) == 4
 
 

@@ -32,7 +32,7 @@ def frechet_distance(a: np.ndarray, b: np.ndarray, eps: float = 1e-6) -> float:
     a, b = a.astype(np.float64), b.astype(np.float64)
     mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
+    covmean = linalg.sqrtm(cov_a @ cov_b)  # the matrix alone (disp=False, which added an error estimate, is deprecated)
     if not np.isfinite(covmean).all():  # near-singular product: regularise, as the FID reference code does
         offset = np.eye(cov_a.shape[0]) * eps
         covmean = linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
