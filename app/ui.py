@@ -5,9 +5,12 @@
 
 Endpoints (gradio_client: `Client(url).predict(..., api_name="/generate")`):
     /generate      prompt, negative_prompt, duration, steps, seed, randomize_seed, guidance, audio_guidance,
-                   sync_guidance -> video, plot, report, seed
-    /dub           video, prompt, steps, seed, randomize_seed, guidance, audio_guidance, sync_guidance -> same
-    /lipsync       audio, prompt, steps, seed, randomize_seed, guidance, audio_guidance, sync_guidance -> same
+                   sync_guidance, timestep_shift -> video, plot, report, seed
+    /dub           video, prompt, steps, seed, randomize_seed, guidance, audio_guidance, sync_guidance,
+                   timestep_shift -> same
+    /lipsync       audio, prompt, steps, seed, randomize_seed, guidance, audio_guidance, sync_guidance,
+                   timestep_shift -> same
+    (timestep_shift may be left out: the model's default)
     /evaluate      clip -> report, shift plot, clip plot
     /encode_text   text -> tokens table, Engram heatmap, MoE routing heatmap, info, nearest training captions
 
@@ -24,7 +27,7 @@ import logging
 import gradio as gr
 
 from app.service import SeedanceService
-from app.validate import MAX_GUIDANCE
+from app.validate import MAX_GUIDANCE, MAX_SHIFT, MIN_SHIFT
 from seedance.errors import SeedanceError
 
 log = logging.getLogger("seedance.app")
@@ -82,7 +85,7 @@ def example_prompts(per_scene: int = 2) -> dict[str, list[str]]:
     return out
 
 
-def _guidance_controls(defaults: dict) -> tuple[gr.Slider, gr.Slider, gr.Slider]:
+def _guidance_controls(defaults: dict) -> tuple[gr.Slider, gr.Slider, gr.Slider, gr.Slider]:
     with gr.Accordion("Advanced", open=False):
         guidance = gr.Slider(0.0, MAX_GUIDANCE, value=defaults["guidance_scale"], step=0.1, label="video guidance",
                              info="classifier-free guidance of the picture")
@@ -91,7 +94,9 @@ def _guidance_controls(defaults: dict) -> tuple[gr.Slider, gr.Slider, gr.Slider]
         sync_guidance = gr.Slider(0.0, MAX_GUIDANCE, value=defaults["sync_guidance_scale"], step=0.1,
                                   label="sync guidance",
                                   info="push away from the uncoupled (unsynchronised) prediction")
-    return guidance, audio_guidance, sync_guidance
+        shift = gr.Slider(MIN_SHIFT, MAX_SHIFT, value=defaults["timestep_shift"], step=0.25, label="timestep shift",
+                          info="above 1: more steps at high noise; 8 steps with shift 3 is the fast sampler")
+    return guidance, audio_guidance, sync_guidance, shift
 
 
 def _seed_controls(prefix: str) -> tuple[gr.Number, gr.Checkbox]:
@@ -117,27 +122,30 @@ def build_app(service: SeedanceService, default_steps: int | None = None, concur
     pipe_defaults = service.pipeline_defaults()
     steps_default = default_steps or pipe_defaults.get("num_inference_steps", DEFAULT_STEPS)
     guidance_defaults = {k: pipe_defaults.get(k, v) for k, v in DEFAULT_GUIDANCE.items()}
+    guidance_defaults["timestep_shift"] = pipe_defaults.get("timestep_shift", 1.0)
 
     @user_errors
     def generate(prompt, negative_prompt, duration, steps, seed, randomize_seed, guidance, audio_guidance,
-                 sync_guidance, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (Gradio's idiom)
+                 sync_guidance, timestep_shift=None, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
         progress(0, desc="generating")
         r = service.generate(prompt, negative_prompt, duration, steps, seed, randomize_seed, guidance,
-                             audio_guidance, sync_guidance)
+                             audio_guidance, sync_guidance, timestep_shift)
         return r.video, r.plot, r.report, r.seed
 
     @user_errors
-    def dub(video, prompt, steps, seed, randomize_seed, guidance, audio_guidance, sync_guidance,
+    def dub(video, prompt, steps, seed, randomize_seed, guidance, audio_guidance, sync_guidance, timestep_shift=None,
             progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (Gradio's idiom)
         progress(0, desc="dubbing")
-        r = service.dub(video, prompt, steps, seed, randomize_seed, guidance, audio_guidance, sync_guidance)
+        r = service.dub(video, prompt, steps, seed, randomize_seed, guidance, audio_guidance, sync_guidance,
+                        timestep_shift)
         return r.video, r.plot, r.report, r.seed
 
     @user_errors
     def lipsync(audio, prompt, steps, seed, randomize_seed, guidance, audio_guidance, sync_guidance,
-                progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (Gradio's idiom)
+                timestep_shift=None, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (Gradio's idiom)
         progress(0, desc="animating")
-        r = service.lipsync(audio, prompt, steps, seed, randomize_seed, guidance, audio_guidance, sync_guidance)
+        r = service.lipsync(audio, prompt, steps, seed, randomize_seed, guidance, audio_guidance, sync_guidance,
+                            timestep_shift)
         return r.video, r.plot, r.report, r.seed
 
     @user_errors

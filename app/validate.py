@@ -21,6 +21,7 @@ MAX_UPLOAD_MB = 50  # per file; Gradio refuses bigger uploads before they reach 
 MAX_MEDIA_SECONDS = 60.0  # an upload may play at most this long (the models use the first few seconds)
 MAX_STEPS = 200
 MAX_GUIDANCE = 30.0
+MIN_SHIFT, MAX_SHIFT = 0.25, 10.0  # timestep shift of the sampling schedule (1: unshifted)
 MAX_SEED = 2**31 - 1
 
 

@@ -26,7 +26,7 @@ def run_on_weights(args, run: Callable[[object], dict]) -> int:
 
 
 SAMPLER_KEYS = ("num_inference_steps", "guidance_scale", "audio_guidance_scale", "sync_guidance_scale", "video_led",
-                "transformer_precision")
+                "transformer_precision", "timestep_shift")
 
 
 def add_sampler_args(parser) -> None:
@@ -38,11 +38,12 @@ def add_sampler_args(parser) -> None:
                         help="override video_led (text -> clip)")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default=None,
                         help="override transformer_precision")
+    parser.add_argument("--shift", type=float, default=None, help="override timestep_shift (the sampling schedule)")
 
 
 def apply_sampler_args(pipe, args) -> dict:
     """Write the given overrides into the pipeline's defaults; returns the sampler settings now in force."""
     overrides = {"sync_guidance_scale": args.sync_guidance, "video_led": args.video_led,
-                 "transformer_precision": args.precision}
+                 "transformer_precision": args.precision, "timestep_shift": args.shift}
     pipe.sampling_defaults.update({k: v for k, v in overrides.items() if v is not None})
     return {k: pipe.sampling_defaults.get(k) for k in SAMPLER_KEYS}

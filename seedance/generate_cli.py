@@ -20,12 +20,21 @@ from seedance.errors import SeedanceError
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "seedance-tiny"
 MAX_PROMPT_CHARS = 2000
+# The few-step sampler (--fast): 8 Euler steps on a schedule shifted towards high noise. On 198 held-out
+# prompts it matched 25 unshifted steps on sync and colour at a third of the time (README, sampler table).
+FAST_SAMPLING = {"num_inference_steps": 8, "timestep_shift": 3.0}
 
 
 def add_sampling_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="model folder (save_pretrained layout)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same clip)")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
+    parser.add_argument("--shift", type=float, default=None,
+                        help="timestep shift of the sampling schedule (above 1: more steps at high noise; "
+                             "default: the model's)")
+    parser.add_argument("--fast", action="store_true",
+                        help=f"few-step sampler: {FAST_SAMPLING['num_inference_steps']} steps with shift "
+                             f"{FAST_SAMPLING['timestep_shift']:g} (an explicit --steps or --shift wins)")
     parser.add_argument("--guidance", type=float, default=None, help="video classifier-free guidance scale")
     parser.add_argument("--audio-guidance", type=float, default=None, help="audio classifier-free guidance scale")
     parser.add_argument("--sync-guidance", type=float, default=None, help="push away from the uncoupled prediction")
@@ -77,8 +86,8 @@ def check_finite(name: str, value: float | None) -> None:
 
 def call_kwargs(args: argparse.Namespace) -> dict:
     """Only the settings the user gave; the pipeline's defaults fill the rest."""
-    for name in ("guidance", "audio_guidance", "sync_guidance"):
-        check_finite(name.replace("_", "-"), getattr(args, name))
+    for name in ("guidance", "audio_guidance", "sync_guidance", "shift"):
+        check_finite(name.replace("_", "-"), getattr(args, name, None))
     if args.steps is not None and args.steps <= 0:
         raise SeedanceError(f"--steps must be a positive whole number, got {args.steps}")
     mapping = {
@@ -90,7 +99,10 @@ def call_kwargs(args: argparse.Namespace) -> dict:
         "duration": getattr(args, "duration", None),
         "video_led": getattr(args, "video_led", None),
         "transformer_precision": getattr(args, "precision", None),
+        "timestep_shift": getattr(args, "shift", None),
     }
+    if getattr(args, "fast", False):
+        mapping.update({k: v for k, v in FAST_SAMPLING.items() if mapping[k] is None})
     if mapping["duration"] is not None:
         check_finite("duration", mapping["duration"])
     return {k: v for k, v in mapping.items() if v is not None}

@@ -125,6 +125,9 @@ def test_generate_gives_h264_aac_clip_of_requested_duration(served):
     assert seed == 7
     assert report["duration_s"] == pytest.approx(1.5)
     assert report["settings"]["num_inference_steps"] == STEPS
+    assert report["settings"]["timestep_shift"] == 1.0  # the slider starts at the model's default
+    _, _, shifted, _ = generate(client, duration=1.0, seed=7, timestep_shift=3.0)
+    assert shifted["settings"]["timestep_shift"] == 3.0
     for key in ("offset_frames", "offset_ms", "confidence", "av_align", "event_f1", "lse_d", "lse_c"):
         assert key in report
     assert report["lse_d"] is not None and report["lse_c"] is not None
@@ -259,6 +262,7 @@ def test_routing_heatmap_matches_the_model_s_own_expert_loads(served):
         ("steps", "less than minimum value 1"),  # the slider's own bound check
         ("guidance", "greater than maximum value 30"),
         ("duration", "greater than maximum value 8"),
+        ("shift", "less than minimum value 0.25"),
     ],
 )
 def test_bad_generate_settings_get_one_line_errors(served, case, message):
@@ -269,6 +273,7 @@ def test_bad_generate_settings_get_one_line_errors(served, case, message):
         "steps": dict(steps=-3),
         "guidance": dict(guidance=1e6),
         "duration": dict(duration=600.0),
+        "shift": dict(timestep_shift=0.0),
     }[case]
     prompt = kwargs.pop("prompt", "a red ball")
     with pytest.raises(AppError) as err:

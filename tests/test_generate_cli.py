@@ -100,6 +100,8 @@ def test_dub_and_lipsync_keep_the_given_modality(model_dir, tmp_path):
         (["generate", "x" * 10_000, "-o", "x.mp4"], "characters"),
         (["generate", "a ball", "-o", "x.mp4", "--steps", "0"], "--steps"),
         (["generate", "a ball", "-o", "x.mp4", "--guidance", "nan"], "--guidance"),
+        (["generate", "a ball", "-o", "x.mp4", "--shift", "nan"], "--shift"),
+        (["generate", "a ball", "-o", "x.mp4", "--shift", "-1"], "timestep_shift"),
         (["generate", "a ball", "-o", "x.mp4", "--duration", "60"], "duration"),
         (["generate", "a ball", "-o", "x.gif"], "unsupported output"),
         (["dub", "does not exist.mp4", "-o", "x.mp4"], "no such file"),
@@ -112,6 +114,18 @@ def test_bad_input_is_one_line_error_and_no_output(model_dir, tmp_path, capsys, 
     assert code != 0 and "Traceback" not in err and len(err.splitlines()) == 1
     assert message in err, err
     assert not list(tmp_path.iterdir()), "a failed command left a file behind"
+
+
+def test_fast_flag_picks_the_few_step_sampler_unless_told_otherwise():
+    from seedance.cli import build_parser
+    from seedance.generate_cli import FAST_SAMPLING, call_kwargs
+
+    parse = build_parser().parse_args
+    assert call_kwargs(parse(["generate", "a ball", "--fast"])) == FAST_SAMPLING
+    assert call_kwargs(parse(["generate", "a ball", "--fast", "--steps", "12"])) == {
+        "num_inference_steps": 12, "timestep_shift": FAST_SAMPLING["timestep_shift"]}
+    assert call_kwargs(parse(["dub", "v.mp4", "--shift", "2"])) == {"timestep_shift": 2.0}
+    assert "timestep_shift" not in call_kwargs(parse(["generate", "a ball"]))
 
 
 def test_missing_weights_folder_says_what_to_do(tmp_path, capsys):

@@ -144,6 +144,27 @@ def test_bf16_transformer_precision_stays_close_to_fp32():
     assert torch.allclose(full.frames, half.frames, atol=0.1) and torch.allclose(full.audio, half.audio, atol=0.1)
 
 
+def test_timestep_shift_bends_the_schedule_of_this_call_only(pipe):
+    seen = {}
+
+    def record(name):
+        def callback(p, i, t, kwargs):
+            seen.setdefault(name, []).append(float(t))
+            return kwargs
+        return callback
+
+    plain = pipe("a", generator=gen(), num_inference_steps=4, callback_on_step_end=record("plain"))
+    shifted = pipe("a", generator=gen(), num_inference_steps=4, timestep_shift=3.0,
+                   callback_on_step_end=record("shifted"))
+    again = pipe("a", generator=gen(), num_inference_steps=4, callback_on_step_end=record("again"))
+    sigma = np.array(seen["plain"]) / 1000.0
+    # sigma -> 3 sigma / (1 + 2 sigma): every step after the first sits at higher noise
+    assert np.allclose(np.array(seen["shifted"]) / 1000.0, 3 * sigma / (1 + 2 * sigma), atol=1e-3)
+    assert not np.array_equal(plain.frames, shifted.frames)
+    assert seen["again"] == seen["plain"] and np.array_equal(plain.frames, again.frames)  # the shift did not stick
+    assert pipe.scheduler.shift == 1.0
+
+
 def test_callback_on_step_end_sees_every_step_and_can_edit_latents(pipe):
     seen = []
 
@@ -178,6 +199,9 @@ def test_callback_on_step_end_sees_every_step_and_can_edit_latents(pipe):
         (dict(output_type="pil"), "output_type"),
         (dict(callback_on_step_end_tensor_inputs=["noise"]), "callback"),
         (dict(transformer_precision="fp8"), "transformer_precision"),
+        (dict(timestep_shift=0.0), "timestep_shift"),
+        (dict(timestep_shift=float("nan")), "timestep_shift"),
+        (dict(timestep_shift=100.0), "timestep_shift"),
     ],
 )
 def test_bad_settings_give_one_line_errors(pipe, kwargs, message):
