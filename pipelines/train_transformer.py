@@ -6,8 +6,10 @@
         CPU-only machine (torchrun starts them; they join a gloo group). Note: `accelerate launch --cpu` starts
         one process whatever --num_processes says (accelerate 1.15 spawns several CPU processes only via mpirun).
 
-1. Latent cache, built once: SyncWorld train clips -> video VAE / audio VAE latents (normalised) and text
-   encoder states, in safetensors shards (shards are split across processes; a rebuild skips finished ones).
+1. Latent cache, built once: SyncWorld train clips -> video VAE / audio VAE latents (normalised), in
+   safetensors shards (shards are split across processes; a rebuild skips finished ones). Text is encoded when
+   training starts. The cache records a fingerprint of what it holds (SyncWorld's code, scenes, preset, the
+   VAEs' weights): one built from other clips or VAEs is refused with the fix, never trained on.
 2. Rectified flow: x_t = (1 - sigma) x0 + sigma eps, target v = eps - x0, sigma ~ logit-normal. The model
    predicts x0 and answers with v = (x_t - x0_hat) / sigma; the loss is taken on v with sigma floored at
    `--sigma-floor` (so tiny sigmas do not dominate).
@@ -173,24 +175,62 @@ def clip_for_index(index: int, scenes: list[str]) -> tuple[str, int]:
     return scenes[index % len(scenes)], index // len(scenes)
 
 
+def weights_fingerprint(module: torch.nn.Module) -> str:
+    """A short hash of a module's weights: which VAE encoded a cache's latents."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode() + b"\0" + tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def cache_fingerprint(args, comps: dict) -> dict:
+    """What the latent cache's contents depend on: the clips (SyncWorld's code, scenes, preset) and the VAEs.
+    Text is encoded when training starts, so the text encoder is not part of it."""
+    from pipelines.syncworld_cache import syncworld_fingerprint
+
+    return {"syncworld": syncworld_fingerprint(), "scenes": [s for s in args.scenes.split(",") if s],
+            "preset": args.preset, "vae": weights_fingerprint(comps["vae"]),
+            "audio_vae": weights_fingerprint(comps["audio_vae"])}
+
+
+def check_cache_fingerprint(cache: Path, index: dict, expected: dict, print_fn=print) -> None:
+    """A cache built from other clips or VAE weights would train on latents the shipped VAEs do not produce: refuse
+    it with the fix. A cache from before fingerprints were kept is used with a warning."""
+    found = index.get("meta", {}).get("fingerprint")
+    if found is None:
+        print_fn(f"warning: latent cache {cache} records no fingerprint (built by an older recipe); using it as is")
+        return
+    changed = [key for key in expected if found.get(key) != expected[key]]
+    if changed:
+        raise SeedanceError(f"latent cache {cache} was built from other {', '.join(changed)} than these "
+                            "(--weights, --scenes, --preset or SyncWorld's code changed): pass a new --cache folder "
+                            "or delete that one to rebuild it")
+
+
 def render_shard(cache: Path, k: int, args) -> dict:
-    """Frames, audio and metadata of shard k's SyncWorld clips, rendered once into <cache>/renders/."""
+    """Frames, audio and metadata of shard k's SyncWorld clips, rendered once into <cache>/renders/ (again when
+    SyncWorld's code has changed since)."""
     from safetensors.torch import load_file, save_file
 
+    from pipelines.syncworld_cache import syncworld_fingerprint
     from seedance.data.syncworld import make_sample
     from seedance.models.io import atomic_write_bytes
 
     scenes = [s for s in args.scenes.split(",") if s]
     folder = cache / "renders"
     name = f"render_{k:05d}"
+    syncworld = syncworld_fingerprint()
     if (folder / f"{name}.json").is_file():
-        tensors = load_file(str(folder / f"{name}.safetensors"))
-        return {**json.loads((folder / f"{name}.json").read_text()), "frames": tensors["frames"].numpy(),
-                "audio": tensors["audio"].numpy()}
+        side = json.loads((folder / f"{name}.json").read_text())
+        if side.get("syncworld") == syncworld:
+            tensors = load_file(str(folder / f"{name}.safetensors"))
+            return {**side, "frames": tensors["frames"].numpy(), "audio": tensors["audio"].numpy()}
     indices = range(k * args.shard_size, min((k + 1) * args.shard_size, args.num_clips))
     samples = [make_sample(*clip_for_index(i, scenes), preset=args.preset, split="train") for i in indices]
     side = {"captions": [s.caption for s in samples], "labels": [{**s.labels, "seed": s.seed} for s in samples],
-            "events": [s.events for s in samples]}
+            "events": [s.events for s in samples], "syncworld": syncworld}
     frames = np.stack([s.frames for s in samples])
     audio = np.stack([s.audio for s in samples])
     folder.mkdir(parents=True, exist_ok=True)
@@ -227,7 +267,13 @@ def build_latent_cache(accelerator, args, comps: dict, cache: Path) -> None:
 
     cache.mkdir(parents=True, exist_ok=True)
     n_shards = math.ceil(args.num_clips / args.shard_size)
-    todo = [k for k in my_shards(accelerator, args) if not (cache / f"shard_{k:05d}.json").is_file()]
+    fingerprint = cache_fingerprint(args, comps)
+
+    def finished(k: int) -> bool:  # a finished shard of these clips and VAEs (an older one is encoded again)
+        side = cache / f"shard_{k:05d}.json"
+        return side.is_file() and json.loads(side.read_text()).get("fingerprint") == fingerprint
+
+    todo = [k for k in my_shards(accelerator, args) if not finished(k)]
     t0 = time.time()
     for done, k in enumerate(todo):
         clips = render_shard(cache, k, args)
@@ -236,13 +282,13 @@ def build_latent_cache(accelerator, args, comps: dict, cache: Path) -> None:
         tmp = cache / f".{name}.safetensors.tmp.{accelerator.process_index}"
         save_file({key: v.contiguous() for key, v in tensors.items()}, str(tmp))
         os.replace(tmp, cache / f"{name}.safetensors")
-        side = {key: clips[key] for key in ("captions", "labels", "events")}
+        side = {**{key: clips[key] for key in ("captions", "labels", "events")}, "fingerprint": fingerprint}
         atomic_write_bytes(cache / f"{name}.json", json.dumps(side).encode())  # the json marks the shard complete
         rate = (done + 1) * args.shard_size / (time.time() - t0)
         print(f"[cache p{accelerator.process_index}] shard {k + 1}/{n_shards} ({rate:.1f} clips/s)", flush=True)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        missing = [k for k in range(n_shards) if not (cache / f"shard_{k:05d}.json").is_file()]
+        missing = [k for k in range(n_shards) if not finished(k)]
         if missing:
             raise SeedanceError(f"latent cache {cache} is missing shards {missing[:5]}; run again to finish it")
         meta = {
@@ -253,6 +299,7 @@ def build_latent_cache(accelerator, args, comps: dict, cache: Path) -> None:
             "audio_latent_rate": comps["audio_vae"].latent_rate(args.preset),
             "video_temporal_compression": comps["vae"].config.temporal_compression,
             "audio_temporal_compression": comps["audio_vae"].config.temporal_compression,
+            "fingerprint": fingerprint,
         }
         index = {"shards": [f"shard_{k:05d}" for k in range(n_shards)], "count": args.num_clips, "meta": meta}
         atomic_write_bytes(cache / "index.json", json.dumps(index, indent=1).encode())
@@ -628,6 +675,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # 1. latent cache (once)
     index_file = cache / "index.json"
+    fingerprint = cache_fingerprint(args, comps)
+    if index_file.is_file():  # before any rebuild: a cache of other clips or VAEs is refused, never mixed in
+        check_cache_fingerprint(cache, json.loads(index_file.read_text()), fingerprint, accelerator.print)
     if not index_file.is_file() or json.loads(index_file.read_text())["count"] != args.num_clips:
         build_latent_cache(accelerator, args, comps, cache)
     if args.cache_only:

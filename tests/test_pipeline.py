@@ -289,3 +289,39 @@ def test_training_recipe_two_processes_with_exact_resume(tmp_path):
     pipe.set_progress_bar_config(disable=True)
     out = pipe("a ball bounces", generator=gen(), **FAST)
     assert out.frames.shape == (1, 32, 64, 64, 3) and math.isfinite(float(out.audio.sum()))
+
+
+def test_latent_cache_is_refused_when_built_from_other_vaes_or_clips(tmp_path, capsys):
+    from pipelines import train_transformer
+
+    cache = tmp_path / "cache"
+    small = ["--scenes", "bounce", "--num-clips", "4", "--shard-size", "2", "--threads", "1", "--cache-only"]
+
+    def build(weights: Path, *extra: str) -> int:
+        return train_transformer.main(["--weights", str(weights), "--cache", str(cache), "--out",
+                                       str(tmp_path / "out"), *small, *extra])
+
+    weights = save_tiny_weights(tmp_path / "w")
+    assert build(weights) == 0
+    index = json.loads((cache / "index.json").read_text())
+    assert set(index["meta"]["fingerprint"]) == {"syncworld", "scenes", "preset", "vae", "audio_vae"}
+    assert build(weights) == 0  # the same VAEs and clips: the cache is used as it is
+    other = save_tiny_weights(tmp_path / "w2", seed=1)  # other VAE weights
+    with pytest.raises(SeedanceError, match="other vae, audio_vae .*--cache"):
+        build(other)
+    with pytest.raises(SeedanceError, match="other scenes"):
+        build(weights, "--scenes", "keys")
+    # an unfinished rebuild: a shard encoded by other VAEs is encoded again, not mixed in
+    (cache / "index.json").unlink()
+    shard = cache / "shard_00001.json"
+    side = json.loads(shard.read_text())
+    shard.write_text(json.dumps({**side, "fingerprint": {**side["fingerprint"], "vae": "another"}}))
+    assert build(weights) == 0
+    assert json.loads(shard.read_text())["fingerprint"] == index["meta"]["fingerprint"]
+    # a cache from before fingerprints were kept is used, with a warning
+    index = json.loads((cache / "index.json").read_text())
+    del index["meta"]["fingerprint"]
+    (cache / "index.json").write_text(json.dumps(index))
+    capsys.readouterr()
+    assert build(weights) == 0
+    assert "records no fingerprint" in capsys.readouterr().out
