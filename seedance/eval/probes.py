@@ -14,9 +14,11 @@ the log-mel), and one head per attribute:
 With `word_spotter_width` (`pitch_spotter_width`) > 0 the words (the pitch)
 come from a `MelSpotter` instead of the linear head: pooled features cannot
 tell which words a clip holds. With `pitch_spotter_f0` the pitch spotter also
-reads the measured F0 track (`pitch_track`) beside the log-mel: 64 mel bands
-barely resolve a voice's harmonics, so from the mel alone it took a bright
-voice's medium for high. With `object_cue_width` > 0 the colours and the
+reads the measured F0 track (`pitch_track`) beside the log-mel, since 64 mel
+bands barely resolve a voice's harmonics. The shipped one was trained so, with
+the track blanked on half the clips; it reads held-out voices better than the
+mel-only spotter did, though blanking the track changes its readings little
+(weights/README.md, probes). With `object_cue_width` > 0 the colours and the
 count come from heads that also see `object_cues` (object_cues.py), measured
 over every frame of the clip: four frames miss a key lit for a moment and an
 object hidden behind another.
