@@ -295,7 +295,8 @@ def test_latent_cache_is_refused_when_built_from_other_vaes_or_clips(tmp_path, c
     from pipelines import train_transformer
 
     cache = tmp_path / "cache"
-    small = ["--scenes", "bounce", "--num-clips", "4", "--shard-size", "2", "--threads", "1", "--cache-only"]
+    small = ["--scenes", "bounce", "--num-clips", "4", "--shard-size", "2", "--threads", "1", "--cache-only",
+             "--mixed-precision", "no"]  # in-process: match the accelerate state other in-process recipes left
 
     def build(weights: Path, *extra: str) -> int:
         return train_transformer.main(["--weights", str(weights), "--cache", str(cache), "--out",
