@@ -23,7 +23,7 @@ having to agree on event times while both are still noise.
 
 `timestep_shift` bends the sampling schedule (sigma -> shift*sigma / (1 + (shift-1)*sigma)): above 1 more of
 the steps are spent at high noise, where the layout and the event times are decided. With few steps this
-matters: at 8 steps, shift 3 matched or beat 25 unshifted steps on sync and colour (README, sampler table).
+matters: at 8 steps, shift 3 stayed within 5 points of 25 unshifted steps on sync and the probes (README).
 
 `transformer_precision="bf16"` runs the transformer's forward passes under bf16 autocast (the latents, the
 scheduler and the decoders stay in fp32); on CPUs with AMX / AVX-512 bf16 its matmuls run several times
