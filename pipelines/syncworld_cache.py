@@ -11,6 +11,7 @@ what make_sample gives.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -47,6 +48,7 @@ class ClipSet:
         )
 
 
+@functools.cache  # once per process: the source does not change under a running recipe
 def syncworld_fingerprint() -> str:
     """A short hash of SyncWorld's source files: it changes whenever the code that renders a clip does."""
     import seedance.data.syncworld as syncworld

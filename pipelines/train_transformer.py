@@ -256,7 +256,7 @@ def render_clips(accelerator, args, cache: Path) -> None:
     accelerator.wait_for_everyone()
 
 
-def build_latent_cache(accelerator, args, comps: dict, cache: Path) -> None:
+def build_latent_cache(accelerator, args, comps: dict, cache: Path, fingerprint: dict) -> None:
     """Encode `--num-clips` rendered train clips with the VAEs into shards; process p builds shards p, p+P, ...
 
     Resumable: finished shards are skipped. Text is not cached (it is encoded when training starts), so a new
@@ -267,7 +267,6 @@ def build_latent_cache(accelerator, args, comps: dict, cache: Path) -> None:
 
     cache.mkdir(parents=True, exist_ok=True)
     n_shards = math.ceil(args.num_clips / args.shard_size)
-    fingerprint = cache_fingerprint(args, comps)
 
     def finished(k: int) -> bool:  # a finished shard of these clips and VAEs (an older one is encoded again)
         side = cache / f"shard_{k:05d}.json"
@@ -679,7 +678,7 @@ def main(argv: list[str] | None = None) -> int:
     if index_file.is_file():  # before any rebuild: a cache of other clips or VAEs is refused, never mixed in
         check_cache_fingerprint(cache, json.loads(index_file.read_text()), fingerprint, accelerator.print)
     if not index_file.is_file() or json.loads(index_file.read_text())["count"] != args.num_clips:
-        build_latent_cache(accelerator, args, comps, cache)
+        build_latent_cache(accelerator, args, comps, cache, fingerprint)
     if args.cache_only:
         return 0
     tensors, null, meta = load_cache(cache, comps, args.text_len)
