@@ -5,7 +5,8 @@
     python bench/autoencoders.py --quick    # 6 per scene
 
 Keys (issue 4):
-    video_psnr_db, video_ssim      video VAE round trip (uint8 frames, mean over clips)
+    video_psnr_db, video_ssim      video VAE round trip (uint8 frames, mean over clips); a decoder with an audio
+                                   timing cue reads the audio VAE's decoded mel of the clip (as in generation)
     mel_l1                         audio VAE round trip, mean |log-mel error| (natural-log units)
     stft_dist_vocoder              multi-resolution STFT distance to the original audio, vocoder on the true mel
     stft_dist_griffinlim           the same for torchaudio Griffin-Lim (32 iterations) on the same mel
@@ -38,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from seedance.config import get_preset  # noqa: E402
 from seedance.models.audio_vae import AudioVAE  # noqa: E402
 from seedance.models.io import load_component  # noqa: E402
-from seedance.models.mel import LogMel  # noqa: E402
+from seedance.models.mel import LogMel, mel_span  # noqa: E402
 from seedance.models.video_vae import VideoVAE  # noqa: E402
 from seedance.models.vocoder import GriffinLimVocoder, Vocoder, multi_resolution_stft_distance  # noqa: E402
 
@@ -130,17 +131,18 @@ def run(args: argparse.Namespace) -> dict:
         for seed in range(args.clips_per_scene):
             s = make_sample(scene, seed, preset, "test")
             row = {"scene": scene, "seed": seed}
-            # 1. video VAE round trip
-            x = torch.from_numpy(s.frames).permute(3, 0, 1, 2)[None].float().div(127.5).sub(1)
-            y = vae.decode_latents(vae.encode_latents(x), num_frames=x.shape[2])
-            frames_dec = y[0].add(1).mul(127.5).round().clamp(0, 255).byte().permute(1, 2, 3, 0).numpy()
-            row["psnr"] = psnr_uint8(frames_dec, s.frames)
-            row["ssim"] = ssim_uint8(frames_dec, s.frames)
-            # 2. audio VAE round trip
+            # 1. audio VAE round trip
             audio = torch.from_numpy(s.audio[: preset.num_samples])[None]
             mel = logmel(audio)
             mel_dec = audio_vae.decode_latents(audio_vae.encode_latents(mel), num_frames=mel.shape[-1])
             row["mel_l1"] = float((mel_dec - mel).abs().mean())
+            # 2. video VAE round trip; a decoder with an audio timing cue reads the decoded mel, as in generation
+            x = torch.from_numpy(s.frames).permute(3, 0, 1, 2)[None].float().div(127.5).sub(1)
+            cue = mel_span(mel_dec, 0, x.shape[2], preset.fps, preset.sample_rate, preset.hop_length)
+            y = vae.decode_latents(vae.encode_latents(x), num_frames=x.shape[2], audio_mel=cue)
+            frames_dec = y[0].add(1).mul(127.5).round().clamp(0, 255).byte().permute(1, 2, 3, 0).numpy()
+            row["psnr"] = psnr_uint8(frames_dec, s.frames)
+            row["ssim"] = ssim_uint8(frames_dec, s.frames)
             # 3. vocoder vs Griffin-Lim on the true mel
             wave_voc = vocoder(mel)
             wave_gl = griffin_lim(mel)
@@ -210,6 +212,7 @@ def run(args: argparse.Namespace) -> dict:
             }
             for scene in args.scenes
         },
+        "video_decoder_audio_cue": vae.uses_audio_cue,
         "num_clips": len(per_clip),
         "split": "test",
         "preset": preset.name,

@@ -49,6 +49,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from seedance.config import ClipPreset, check_duration, frames_for, get_preset
 from seedance.errors import SeedanceError, WeightsError
+from seedance.models.mel import mel_span
 
 SAMPLING_DEFAULTS_FILE = "sampling_defaults.json"
 DEFAULT_SAMPLING = {
@@ -503,10 +504,7 @@ class SeedancePipeline(DiffusionPipeline):
         if output_type == "latent":
             frames_out, audio_out = latents, audio_latents
         else:
-            if given_video is not None:
-                video_px = given_video
-            else:
-                video_px = self.vae.decode_latents(latents.to(self.vae.dtype), num_frames=n_frames).float()
+            # audio first: a video decoder with an audio timing cue reads the clip's log-mel
             if given_audio is not None:
                 wave = given_audio[:, None]
             else:
@@ -514,6 +512,16 @@ class SeedancePipeline(DiffusionPipeline):
                 mel = self.audio_vae.decode_latents(audio_latents.to(self.audio_vae.dtype), num_frames=mel_frames)
                 wave = self.vocoder(mel.to(self.vocoder.dtype)).float()
                 wave = torch.nn.functional.pad(wave, (0, max(0, n_samples - wave.shape[-1])))[..., :n_samples]
+            if given_video is not None:
+                video_px = given_video
+            else:
+                cue = None
+                if self.vae.uses_audio_cue:
+                    p = self.preset
+                    cue = mel_span(mel.float(), 0, n_frames, p.fps, p.sample_rate, p.hop_length).to(self.vae.dtype)
+                video_px = self.vae.decode_latents(
+                    latents.to(self.vae.dtype), num_frames=n_frames, audio_mel=cue
+                ).float()
             video_px = ((video_px.clamp(-1, 1) + 1) / 2).permute(0, 2, 1, 3, 4)  # [B,F,3,H,W] in [0,1]
             if output_type == "pt":
                 frames_out, audio_out = video_px, wave

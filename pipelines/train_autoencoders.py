@@ -95,6 +95,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--freeze-encoder", action="store_true",
                    help="video VAE: train the decoder only (needs --init-from). The encoder, its latents and their "
                         "stored mean/std stay exactly as loaded, so a generator trained on those latents stays valid")
+    p.add_argument("--audio-cue", type=int, default=0,
+                   help="video VAE: width of the decoder's audio timing cue (0: none). The decoder then also reads "
+                        "the clip's log-mel to place events inside a latent group (see seedance/models/video_vae.py)")
+    p.add_argument("--audio-cue-vae", type=Path, default=Path("weights/seedance-tiny/audio_vae"),
+                   help="video VAE with --audio-cue: the audio VAE whose decoded mels (what a generated clip has) "
+                        "the cue is trained on, beside the true mels")
+    p.add_argument("--audio-cue-dropout", type=float, default=0.2,
+                   help="video VAE with --audio-cue: share of steps decoded without audio (a video-only decode "
+                        "must stay good)")
     p.add_argument("--scenes", default=",".join(SCENES),
                    help="comma-separated SyncWorld scenes to train on; a scene named twice is drawn twice as often")
     p.add_argument("--clips-per-scene", type=int, default=200)
@@ -127,6 +136,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--model-config is not valid JSON: {exc}")
     if args.init_from is not None and args.model not in ("video_vae", "vocoder"):
         p.error("--init-from is implemented for --model video_vae and --model vocoder only")
+    if args.audio_cue and args.model != "video_vae":
+        p.error("--audio-cue is for --model video_vae")
+    if not 0.0 <= args.audio_cue_dropout < 1.0:
+        p.error("--audio-cue-dropout must be in [0, 1)")
     if args.freeze_encoder and (args.model != "video_vae" or args.init_from is None):
         p.error("--freeze-encoder is for --model video_vae with --init-from (a trained VAE whose encoder to keep)")
     return args
@@ -237,12 +250,53 @@ def motion_trace_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 class VideoTask(Task):
+    def __init__(self, *a):
+        super().__init__(*a)
+        self.mels = self.eval_mels = None
+        if self.args.audio_cue:
+            self.mels, self.eval_mels = self._cue_mels(self.clips), self._cue_mels(self.eval_clips)
+
+    @torch.no_grad()
+    def _cue_mels(self, clips: Clips) -> torch.Tensor:
+        """[N,2,n_mels,M]: each clip's true log-mel and the audio VAE's round trip of it (a generated clip's mel
+        comes out of that decoder; a dubbed or lip-synced clip's is the true one)."""
+        from seedance.models.audio_vae import AudioVAE
+        from seedance.models.mel import LogMel
+
+        logmel, audio_vae = LogMel(self.preset), load_component(AudioVAE, self.args.audio_cue_vae).eval()
+        out = []
+        for i in range(0, len(clips.audio), 32):
+            mel = logmel(clips.audio[i : i + 32])
+            rt = audio_vae.decode_latents(audio_vae.encode_latents(mel), num_frames=mel.shape[-1]).float()
+            out.append(torch.stack([mel, rt], dim=1))
+        return torch.cat(out)
+
+    def _mel_for(self, mels: torch.Tensor, idx: torch.Tensor, start: torch.Tensor, frames: int, g) -> torch.Tensor:
+        from seedance.models.mel import mel_span
+
+        which = torch.randint(2, (len(idx),), generator=g)  # true or round-trip mel, per clip
+        p = self.preset
+        return torch.stack([
+            mel_span(mels[i, w], int(s), frames, p.fps, p.sample_rate, p.hop_length)
+            for i, w, s in zip(idx.tolist(), which.tolist(), start.tolist())
+        ])
+
     def build(self):
         from seedance.models.video_vae import VideoVAE
 
+        cue = {}
+        if self.args.audio_cue:
+            cue = {"audio_cue_channels": self.args.audio_cue, "audio_cue_mels": self.preset.n_mels}
         if self.args.init_from is None:
-            return VideoVAE(**self.args.model_config)
+            return VideoVAE(**{**self.args.model_config, **cue})
         model = load_component(VideoVAE, self.args.init_from).float()
+        if cue and not model.uses_audio_cue:
+            # Add the cue to a trained VAE: every loaded weight stays, the new cue starts at zero (no effect).
+            grown = VideoVAE(**{**{k: v for k, v in model.config.items() if not k.startswith("_")}, **cue})
+            missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+            if unexpected or any(not k.startswith("decoder.audio_cue.") for k in missing):
+                raise SeedanceError(f"cannot add an audio cue to {self.args.init_from}: {missing or unexpected}")
+            model = grown
         # the loaded config decides the crop grid (model_tc / model_sc read model_config)
         self.args.model_config = {**self.args.model_config,
                                   "temporal_compression": model.config.temporal_compression,
@@ -270,10 +324,15 @@ class VideoTask(Task):
             x = x[..., oy : oy + size, ox : ox + size]
         flip = torch.rand(self.args.batch_size, generator=g) < 0.5  # horizontal flips double the layouts seen
         x[flip] = x[flip].flip(-1)
-        return x
+        if self.mels is None:
+            return x, None
+        mel = self._mel_for(self.mels, idx, starts, crop, g)
+        drop = torch.rand((), generator=g).item() < self.args.audio_cue_dropout
+        return x, (None if drop else mel)
 
-    def loss(self, model, x, g):
-        y, kl = model(x, sample_posterior=True, generator=g, return_kl=True)
+    def loss(self, model, batch, g):
+        x, mel = batch
+        y, kl = model(x, sample_posterior=True, generator=g, return_kl=True, audio_mel=mel)
         y = y.float()
         l1, mse = (y - x).abs().mean(), (y - x).pow(2).mean()
         delta = delta_l1(y, x, dim=2)
@@ -285,8 +344,16 @@ class VideoTask(Task):
 
     @torch.no_grad()
     def evaluate(self, model):
+        from seedance.models.mel import mel_span
+
         x = frames_to_video(self.eval_clips.frames)
-        y = torch.cat([model(x[i : i + 2]) for i in range(0, len(x), 2)]).float().clamp(-1, 1)
+        mel = None
+        if self.eval_mels is not None:  # the round-trip mel, as a generated clip has
+            p, f = self.preset, x.shape[2]
+            mel = mel_span(self.eval_mels[:, 1], 0, f, p.fps, p.sample_rate, p.hop_length)
+        y = torch.cat([
+            model(x[i : i + 2], audio_mel=None if mel is None else mel[i : i + 2]) for i in range(0, len(x), 2)
+        ]).float().clamp(-1, 1)
         mse = (y - x).pow(2).mean().item()
         return {"eval/psnr_db": 10 * math.log10(4.0 / max(mse, 1e-10))}
 

@@ -479,3 +479,83 @@ def test_motion_trace_loss_reads_each_frames_total_change():
         assert 0 < motion_trace_l1(y, x) <= delta_l1(y, x, dim=2) + 1e-7  # the pixel loss bounds it from above
     assert motion_trace_l1(late, x) > motion_trace_l1(flicker, x)
     assert motion_trace_l1(x + 0.1, x) < 1e-6  # a steady brightness change is no motion
+
+
+# ---- the video decoder's audio timing cue ----------------------------------------------------------------------
+
+
+def _cue_vae() -> VideoVAE:
+    torch.manual_seed(0)
+    return VideoVAE(**SMALL_VIDEO, audio_cue_channels=8).eval()
+
+
+@torch.no_grad()
+def test_audio_cue_starts_as_a_no_op():
+    vae = _cue_vae()
+    z, mel = torch.randn(1, 4, 4, 2, 2), torch.randn(1, TINY.n_mels, 100)
+    assert torch.equal(vae.decode(z, audio_mel=mel).sample, vae.decode(z).sample)
+
+
+@torch.no_grad()
+def test_audio_cue_moves_only_the_frames_near_the_changed_audio():
+    """Swapping two mel columns inside video frame 6 (columns 37-43 of 100 for 16 frames) changes decoded frames
+    near frame 6 only: the cue sees +-4 mel columns and +-1 frame, and the last level mixes no time."""
+    vae = _cue_vae()
+    torch.nn.init.normal_(vae.decoder.audio_cue.frame_conv.weight, std=0.3)
+    z, mel = torch.randn(1, 4, 4, 2, 2), torch.randn(1, TINY.n_mels, 100)
+    swapped = mel.clone()
+    swapped[..., [38, 41]] = mel[..., [41, 38]]
+    a, b = vae.decode(z, audio_mel=mel).sample, vae.decode(z, audio_mel=swapped).sample
+    changed = (a - b).abs().amax(dim=(0, 1, 3, 4))  # [16] per frame
+    assert changed[:4].max() == 0 and changed[9:].max() == 0
+    assert changed[5:8].min() > 0
+
+
+def test_audio_cue_checks_its_mel_and_a_plain_decoder_ignores_it():
+    vae = _cue_vae()
+    z = torch.randn(2, 4, 2, 2, 2)
+    with pytest.raises(SeedanceError, match="log-mel"):
+        vae.decode(z, audio_mel=torch.randn(2, 10, 50))
+    with pytest.raises(SeedanceError, match="2 latents"):
+        vae.decode(z, audio_mel=torch.randn(1, TINY.n_mels, 50))
+    plain = VideoVAE(**SMALL_VIDEO).eval()
+    assert not plain.uses_audio_cue and vae.uses_audio_cue
+    with torch.no_grad():
+        assert torch.equal(plain.decode(z, audio_mel=torch.randn(2, TINY.n_mels, 50)).sample, plain.decode(z).sample)
+
+
+def test_mel_span_takes_each_frames_own_columns():
+    from seedance.models.mel import mel_span
+
+    mel = torch.arange(200.0).expand(1, 2, 200)
+    span = mel_span(mel, 4, 8, TINY.fps, TINY.sample_rate, TINY.hop_length)  # 16 fps, 100 columns/s
+    assert span.shape == (1, 2, 50) and span[0, 0, 0] == 25 and span[0, 0, -1] == 74
+    tail = mel_span(mel, 28, 8, TINY.fps, TINY.sample_rate, TINY.hop_length)  # runs past the end: last column
+    assert tail.shape[-1] == 50 and tail[0, 0, -1] == 199
+    with pytest.raises(SeedanceError, match="does not reach"):
+        mel_span(mel, 40, 4, TINY.fps, TINY.sample_rate, TINY.hop_length)
+
+
+def test_recipe_adds_an_audio_cue_to_a_trained_vae_and_keeps_its_encoder(tmp_path):
+    from safetensors.torch import load_file
+
+    start = tmp_path / "start"
+    VideoVAE(**SMALL_VIDEO).save_pretrained(start)
+    cmd = [
+        sys.executable, str(ROOT / "pipelines" / "train_autoencoders.py"), "--model", "video_vae",
+        "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "cache"), "--export", str(tmp_path / "export"),
+        "--scenes", "keys", "--clips-per-scene", "2", "--eval-clips-per-scene", "1", "--steps", "3",
+        "--batch-size", "2", "--crop", "8", "--eval-every", "100", "--threads", "1", "--mixed-precision", "no",
+        "--init-from", str(start), "--freeze-encoder", "--audio-cue", "8", "--audio-cue-dropout", "0",
+        "--warmup", "1",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    before = load_file(str(start / "diffusion_pytorch_model.safetensors"))
+    after = load_file(str(tmp_path / "export" / "diffusion_pytorch_model.safetensors"))
+    assert all(torch.equal(before[k].half(), after[k]) for k in before if k.startswith("encoder."))
+    assert after["decoder.audio_cue.frame_conv.weight"].abs().max() > 0  # learned away from its zero start
+    config = json.loads((tmp_path / "export" / "config.json").read_text())
+    assert config["audio_cue_channels"] == 8 and config["audio_cue_mels"] == TINY.n_mels
+    assert load_component(VideoVAE, tmp_path / "export").uses_audio_cue

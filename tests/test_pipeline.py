@@ -326,3 +326,24 @@ def test_latent_cache_is_refused_when_built_from_other_vaes_or_clips(tmp_path, c
     capsys.readouterr()
     assert build(weights) == 0
     assert "records no fingerprint" in capsys.readouterr().out
+
+
+def test_a_video_decoder_with_an_audio_cue_reads_the_clips_audio():
+    """Generated and lip-synced clips decode their video with the clip's log-mel; the audio itself is untouched."""
+    from seedance.models.video_vae import VideoVAE
+
+    p = tiny_pipeline()
+    perturb_outputs(p.transformer)
+    torch.manual_seed(3)
+    p.vae = VideoVAE(latent_channels=4, base_channels=8, channel_multipliers=(1, 1, 1), audio_cue_channels=8).eval()
+    audio = (0.3 * np.sin(np.linspace(0, 800, 32000)) * (np.arange(32000) > 12000)).astype(np.float32)
+    plain = [p("a ball", generator=gen(), **FAST), p("a face", audio=audio, generator=gen(), **FAST)]
+    torch.nn.init.normal_(p.vae.decoder.audio_cue.frame_conv.weight, std=0.3)
+    cued = [p("a ball", generator=gen(), **FAST), p("a face", audio=audio, generator=gen(), **FAST)]
+    for before, after in zip(plain, cued):
+        assert np.array_equal(before.audio, after.audio)
+        assert not np.allclose(before.frames, after.frames, atol=1e-4)
+    # 1.1 s = 18 frames, decoded as 20 (whole latent groups): the mel is stretched over the padding; a dub works
+    assert p("a ball", duration=1.1, generator=gen(), **FAST).frames.shape[1] == 18
+    video = np.zeros((32, 64, 64, 3), dtype=np.uint8)
+    assert np.array_equal(p("a ball", video=video, generator=gen(), **FAST).frames[0], video.astype(np.float32))

@@ -101,6 +101,22 @@ class LogMel(nn.Module):
         return waveform
 
 
+def mel_span(mel: torch.Tensor, start_frame: int, num_frames: int, fps: float, sample_rate: int, hop: int):
+    """The log-mel columns [..., M'] over video frames [start_frame, start_frame + num_frames).
+
+    Column m is centred at m * hop samples, so frame f (f/fps .. (f+1)/fps s) takes columns from
+    round(f * sr / hop / fps). A mel that ends early is extended by repeating its last column.
+    """
+    per_frame = sample_rate / hop / fps
+    a, b = round(start_frame * per_frame), round((start_frame + num_frames) * per_frame)
+    out = mel[..., a:b]
+    if out.shape[-1] < b - a:
+        if out.shape[-1] == 0:
+            raise SeedanceError(f"the log-mel ({mel.shape[-1]} columns) does not reach video frame {start_frame}")
+        out = torch.cat([out, out[..., -1:].expand(*out.shape[:-1], b - a - out.shape[-1])], dim=-1)
+    return out
+
+
 def mel_config(preset: ClipPreset | str) -> dict:
     """The preset fields a mel-consuming model stores in its config (to rebuild its LogMel)."""
     p = get_preset(preset)

@@ -20,6 +20,17 @@ The decoder mirrors it (depth-to-time and nearest-neighbour upsampling, then con
 The first `spatial_only_levels` levels (full resolution) use 1x3x3 kernels: time is
 mixed at the lower levels, where it is cheap, which keeps a training step affordable
 on a CPU.
+
+Audio timing cue (optional, `audio_cue_channels` > 0): a latent frame holds tc
+frames, and where inside that group an event falls (a key lighting up, a ball
+landing, a mouth opening) is what the latent keeps worst; decoded, the event
+smears over its group and the clip's measured audio-visual lag moves. The
+decoder can read the clip's log-mel (the audio VAE's decoded mel, the same
+seconds as the frames): a small conv turns it into per-frame scale and shift
+for the full-frame-rate features (FiLM, zero-initialised, so a decoder without
+it is where training starts). The latents still say what and where; the audio
+says when within the group. Decoded frame f then also depends on about +-3
+frames of audio around it (not causal in the audio).
 """
 
 from __future__ import annotations
@@ -249,6 +260,39 @@ class VideoEncoder(nn.Module):
         return torch.cat([mean + channel_shortcut(x, self.latent_channels), logvar], dim=1)
 
 
+class AudioTimingCue(nn.Module):
+    """log-mel [B,n_mels,M] spanning the decoded frames' seconds -> per-frame (scale, shift) [B,C,F] each.
+
+    The mel is centred per clip (a gain adds a constant to a log-mel, and generated audio comes at any level),
+    convolved at the mel rate (onsets are sharper there than at 16 fps), averaged into the F frames' spans
+    (adaptive pooling: frame f takes the mel columns of its own 1/fps seconds), then mixed over +-1 frame.
+    """
+
+    def __init__(self, n_mels: int, width: int, out_channels: int):
+        super().__init__()
+        self.n_mels = n_mels
+        self.mel_conv = nn.Sequential(
+            nn.Conv1d(n_mels, width, 5, padding=2), nn.SiLU(), nn.Conv1d(width, width, 5, padding=2), nn.SiLU()
+        )
+        self.frame_conv = nn.Conv1d(width, 2 * out_channels, 3, padding=1)
+
+    def forward(self, mel: torch.Tensor, num_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if mel.dim() != 3 or mel.shape[1] != self.n_mels:
+            raise SeedanceError(f"audio_mel must be a log-mel [B,{self.n_mels},M], got {tuple(mel.shape)}")
+        if mel.shape[-1] < num_frames:
+            raise SeedanceError(f"audio_mel has {mel.shape[-1]} columns for {num_frames} frames; pass the clip's mel")
+        x = mel.float()
+        x = (x - x.mean(dim=(1, 2), keepdim=True)) / 4.0  # log-mels span about -11.5..2: bring them near unit scale
+        h = F.adaptive_avg_pool1d(self.mel_conv(x.to(self.frame_conv.weight.dtype)), num_frames)  # [B,W,F]
+        scale, shift = self.frame_conv(h).chunk(2, dim=1)
+        return scale, shift
+
+
+def film_frames(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """x [B,C,F,H,W] modulated per frame by scale, shift [B,C,F] (the same over the picture)."""
+    return x * (1 + scale[..., None, None].to(x.dtype)) + shift[..., None, None].to(x.dtype)
+
+
 class VideoDecoder(nn.Module):
     def __init__(self, cfg):
         super().__init__()
@@ -267,10 +311,17 @@ class VideoDecoder(nn.Module):
         self.norm_out = ChannelRMSNorm(chans[0])
         last = (3, 3, 3) if cfg.spatial_only_levels < 1 else (1, 3, 3)
         self.conv_out = CausalConv3d(chans[0], cfg.in_channels * self.patch**2, last)
+        # The cue modulates the input of the last level: the first features at the full frame rate.
+        self.audio_cue = (
+            AudioTimingCue(cfg.audio_cue_mels, cfg.audio_cue_channels, chans[0]) if cfg.audio_cue_channels else None
+        )
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, audio_mel: torch.Tensor | None = None) -> torch.Tensor:
         x = self.mid(self.conv_in(z) + channel_shortcut(z, self.conv_in.conv.out_channels))
-        for level in self.levels:
+        last = len(self.levels) - 1
+        for i, level in enumerate(self.levels):
+            if i == last and audio_mel is not None and self.audio_cue is not None:
+                x = film_frames(x, *self.audio_cue(audio_mel, x.shape[2]))
             for block in level["blocks"]:
                 x = block(x)
             x = level["up"](x)
@@ -302,6 +353,8 @@ class VideoVAE(ModelMixin, ConfigMixin):
         spatial_only_levels: int = 1,
         latents_mean: list[float] | None = None,
         latents_std: list[float] | None = None,
+        audio_cue_channels: int = 0,
+        audio_cue_mels: int = 64,
     ):
         super().__init__()
         if patch_size * 2 ** (len(channel_multipliers) - 1) != spatial_compression:
@@ -326,6 +379,9 @@ class VideoVAE(ModelMixin, ConfigMixin):
                 m.conv2.conv.weight.data.mul_(0.1)
             if isinstance(m, Upsample) and m.deviation is not None:
                 nn.init.zeros_(m.deviation.conv.weight)
+        if self.decoder.audio_cue is not None:  # no modulation until the decoder has learned to use the audio
+            nn.init.zeros_(self.decoder.audio_cue.frame_conv.weight)
+            nn.init.zeros_(self.decoder.audio_cue.frame_conv.bias)
 
     def _set_latent_stats(self, mean: list[float] | None, std: list[float] | None) -> None:
         c = self.config.latent_channels
@@ -376,13 +432,20 @@ class VideoVAE(ModelMixin, ConfigMixin):
         dist = LatentDistribution(self.encoder(x))
         return AutoencoderKLOutput(latent_dist=dist) if return_dict else (dist,)
 
-    def decode(self, z: torch.Tensor, return_dict: bool = True):
-        """latents [B,Cv,Tv,h,w] -> frames [B,3,Tv*tc,h*sc,w*sc] (unclamped)."""
+    @property
+    def uses_audio_cue(self) -> bool:
+        return self.decoder.audio_cue is not None
+
+    def decode(self, z: torch.Tensor, return_dict: bool = True, audio_mel: torch.Tensor | None = None):
+        """latents [B,Cv,Tv,h,w] (+ optional log-mel [B,n_mels,M] spanning the Tv*tc frames' seconds)
+        -> frames [B,3,Tv*tc,h*sc,w*sc] (unclamped). A decoder without an audio cue ignores audio_mel."""
         if z.dim() != 5 or z.shape[1] != self.config.latent_channels:
             raise SeedanceError(
                 f"VideoVAE.decode expects latents shaped [B,{self.config.latent_channels},T,h,w], got {tuple(z.shape)}"
             )
-        x = self.decoder(z)
+        if audio_mel is not None and audio_mel.shape[0] != z.shape[0]:
+            raise SeedanceError(f"audio_mel holds {audio_mel.shape[0]} clips for {z.shape[0]} latents")
+        x = self.decoder(z, audio_mel if self.uses_audio_cue else None)
         return DecoderOutput(sample=x) if return_dict else (x,)
 
     def forward(
@@ -391,11 +454,13 @@ class VideoVAE(ModelMixin, ConfigMixin):
         sample_posterior: bool = False,
         generator: torch.Generator | None = None,
         return_kl: bool = False,
+        audio_mel: torch.Tensor | None = None,
     ):
-        """Reconstruct frames (the training path); with return_kl also the posterior's KL to N(0, I)."""
+        """Reconstruct frames (the training path); with return_kl also the posterior's KL to N(0, I).
+        audio_mel spans the frames' seconds; x's frame count must then be a multiple of tc."""
         dist = self.encode(x).latent_dist
         z = dist.sample(generator) if sample_posterior else dist.mode()
-        y = self.decode(z).sample[:, :, : x.shape[2]]
+        y = self.decode(z, audio_mel=audio_mel).sample[:, :, : x.shape[2]]
         return (y, dist.kl()) if return_kl else y
 
     # ---- helpers for the pipeline and the latent cache ---------------------------------------------------------
@@ -412,9 +477,23 @@ class VideoVAE(ModelMixin, ConfigMixin):
         z = dist.sample(generator) if sample else dist.mode()
         return self.normalize_latents(z) if normalize else z
 
-    def decode_latents(self, z: torch.Tensor, denormalize: bool = True, num_frames: int | None = None) -> torch.Tensor:
-        """Latents -> frames [B,3,F,H,W] clamped to [-1,1]; `num_frames` trims the end padding."""
+    def decode_latents(
+        self,
+        z: torch.Tensor,
+        denormalize: bool = True,
+        num_frames: int | None = None,
+        audio_mel: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Latents -> frames [B,3,F,H,W] clamped to [-1,1]; `num_frames` trims the end padding.
+
+        audio_mel: the clip's log-mel [B,n_mels,M] over the seconds of its `num_frames` frames (all decoded
+        frames if None); it is stretched by repeating its last column over the end padding.
+        """
         if denormalize:
             z = self.denormalize_latents(z)
-        x = self.decode(z).sample.clamp(-1.0, 1.0)
+        decoded = z.shape[2] * self.config.temporal_compression
+        if audio_mel is not None and num_frames is not None and num_frames < decoded:
+            extra = round(audio_mel.shape[-1] * (decoded / num_frames - 1))
+            audio_mel = torch.cat([audio_mel, audio_mel[..., -1:].expand(-1, -1, extra)], dim=-1)
+        x = self.decode(z, audio_mel=audio_mel).sample.clamp(-1.0, 1.0)
         return x[:, :, :num_frames] if num_frames is not None else x
