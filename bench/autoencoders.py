@@ -139,6 +139,7 @@ def run(args: argparse.Namespace) -> dict:
             # 2. video VAE round trip; a decoder with an audio timing cue reads the decoded mel, as in generation
             x = torch.from_numpy(s.frames).permute(3, 0, 1, 2)[None].float().div(127.5).sub(1)
             cue = mel_span(mel_dec, 0, x.shape[2], preset.fps, preset.sample_rate, preset.hop_length)
+            cue = None if args.no_audio_cue else cue
             y = vae.decode_latents(vae.encode_latents(x), num_frames=x.shape[2], audio_mel=cue)
             frames_dec = y[0].add(1).mul(127.5).round().clamp(0, 255).byte().permute(1, 2, 3, 0).numpy()
             row["psnr"] = psnr_uint8(frames_dec, s.frames)
@@ -212,7 +213,7 @@ def run(args: argparse.Namespace) -> dict:
             }
             for scene in args.scenes
         },
-        "video_decoder_audio_cue": vae.uses_audio_cue,
+        "video_decoder_audio_cue": vae.uses_audio_cue and not args.no_audio_cue,
         "num_clips": len(per_clip),
         "split": "test",
         "preset": preset.name,
@@ -232,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", type=Path, default=Path(__file__).resolve().parents[1] / "weights" / "seedance-tiny")
     p.add_argument("--timing-clips", type=int, default=6, help="clips timed for the vocoder speed-up")
     p.add_argument("--per-clip", action="store_true", help="include every clip's numbers")
+    p.add_argument("--no-audio-cue", action="store_true",
+                   help="ablation: decode the video without the clip's mel even where the decoder can read it")
     args = p.parse_args(argv)
     args.scenes = tuple(s for s in args.scenes.split(",") if s)
     if args.clips_per_scene is None:
