@@ -29,7 +29,7 @@ decoder can read the clip's log-mel (the audio VAE's decoded mel, the same
 seconds as the frames): a small conv turns it into per-frame scale and shift
 for the full-frame-rate features (FiLM, zero-initialised, so a decoder without
 it is where training starts). The latents still say what and where; the audio
-says when within the group. Decoded frame f then also depends on about +-3
+says when within the group. Decoded frame f then also depends on about +-2
 frames of audio around it (not causal in the audio).
 """
 
