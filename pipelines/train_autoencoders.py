@@ -290,6 +290,10 @@ class VideoTask(Task):
         if self.args.init_from is None:
             return VideoVAE(**{**self.args.model_config, **cue})
         model = load_component(VideoVAE, self.args.init_from).float()
+        width = model.config.audio_cue_channels
+        if model.uses_audio_cue and width != self.args.audio_cue:  # training it without its mel would unlearn it
+            raise SeedanceError(f"the VAE in {self.args.init_from} reads an audio timing cue of width {width}: "
+                                f"pass --audio-cue {width}")
         if cue and not model.uses_audio_cue:
             # Add the cue to a trained VAE: every loaded weight stays, the new cue starts at zero (no effect).
             grown = VideoVAE(**{**{k: v for k, v in model.config.items() if not k.startswith("_")}, **cue})

@@ -563,3 +563,17 @@ def test_recipe_adds_an_audio_cue_to_a_trained_vae_and_keeps_its_encoder(tmp_pat
     config = json.loads((tmp_path / "export" / "config.json").read_text())
     assert config["audio_cue_channels"] == 8 and config["audio_cue_mels"] == TINY.n_mels
     assert load_component(VideoVAE, tmp_path / "export").uses_audio_cue
+
+
+def test_recipe_refuses_to_train_a_cued_decoder_without_its_audio(tmp_path):
+    start = tmp_path / "start"
+    VideoVAE(**SMALL_VIDEO, audio_cue_channels=8).save_pretrained(start)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "pipelines" / "train_autoencoders.py"), "--model", "video_vae",
+         "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "cache"), "--scenes", "keys",
+         "--clips-per-scene", "1", "--eval-clips-per-scene", "1", "--steps", "1", "--mixed-precision", "no",
+         "--init-from", str(start), "--freeze-encoder"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].endswith("pass --audio-cue 8")
