@@ -421,26 +421,31 @@ def test_bench_mouth_measure_follows_the_ground_truth():
     assert np.corrcoef(measured, s.visual)[0, 1] > 0.95
 
 
-def test_decoder_only_finetune_keeps_the_encoder_and_latent_stats(tmp_path):
-    """--freeze-encoder: the latents a generator was trained on stay bit-identical; only the decoder learns."""
+def _decoder_finetune(tmp_path: Path, start: Path, scene: str, *extra: str) -> tuple[dict, dict]:
+    """Three decoder-only steps from the VAE in `start` -> (its weights, the exported weights)."""
     from safetensors.torch import load_file
 
-    start = tmp_path / "start"
-    vae = VideoVAE(**SMALL_VIDEO)
-    vae.set_latent_stats([0.1, -0.2, 0.3, 0.0], [1.5, 0.5, 2.0, 1.0])
-    vae.save_pretrained(start)
     cmd = [
         sys.executable, str(ROOT / "pipelines" / "train_autoencoders.py"), "--model", "video_vae",
         "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "cache"), "--export", str(tmp_path / "export"),
-        "--scenes", "bounce", "--clips-per-scene", "2", "--eval-clips-per-scene", "1", "--steps", "3",
+        "--scenes", scene, "--clips-per-scene", "2", "--eval-clips-per-scene", "1", "--steps", "3",
         "--batch-size", "2", "--crop", "8", "--eval-every", "100", "--threads", "1", "--mixed-precision", "no",
-        "--init-from", str(start), "--freeze-encoder",
+        "--init-from", str(start), "--freeze-encoder", *extra,
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     before = load_file(str(start / "diffusion_pytorch_model.safetensors"))
-    after = load_file(str(tmp_path / "export" / "diffusion_pytorch_model.safetensors"))
+    return before, load_file(str(tmp_path / "export" / "diffusion_pytorch_model.safetensors"))
+
+
+def test_decoder_only_finetune_keeps_the_encoder_and_latent_stats(tmp_path):
+    """--freeze-encoder: the latents a generator was trained on stay bit-identical; only the decoder learns."""
+    start = tmp_path / "start"
+    vae = VideoVAE(**SMALL_VIDEO)
+    vae.set_latent_stats([0.1, -0.2, 0.3, 0.0], [1.5, 0.5, 2.0, 1.0])
+    vae.save_pretrained(start)
+    before, after = _decoder_finetune(tmp_path, start, "bounce")
     encoder = [k for k in before if k.startswith("encoder.")]
     decoder = [k for k in before if k.startswith("decoder.")]
     assert encoder and decoder
@@ -541,23 +546,10 @@ def test_mel_span_takes_each_frames_own_columns():
 
 
 def test_recipe_adds_an_audio_cue_to_a_trained_vae_and_keeps_its_encoder(tmp_path):
-    from safetensors.torch import load_file
-
     start = tmp_path / "start"
     VideoVAE(**SMALL_VIDEO).save_pretrained(start)
-    cmd = [
-        sys.executable, str(ROOT / "pipelines" / "train_autoencoders.py"), "--model", "video_vae",
-        "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "cache"), "--export", str(tmp_path / "export"),
-        "--scenes", "keys", "--clips-per-scene", "2", "--eval-clips-per-scene", "1", "--steps", "3",
-        "--batch-size", "2", "--crop", "8", "--eval-every", "100", "--threads", "1", "--mixed-precision", "no",
-        "--init-from", str(start), "--freeze-encoder", "--audio-cue", "8", "--audio-cue-dropout", "0",
-        "--warmup", "1",
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    before = load_file(str(start / "diffusion_pytorch_model.safetensors"))
-    after = load_file(str(tmp_path / "export" / "diffusion_pytorch_model.safetensors"))
+    before, after = _decoder_finetune(tmp_path, start, "keys", "--audio-cue", "8", "--audio-cue-dropout", "0",
+                                      "--warmup", "1")
     assert all(torch.equal(before[k].half(), after[k]) for k in before if k.startswith("encoder."))
     assert after["decoder.audio_cue.frame_conv.weight"].abs().max() > 0  # learned away from its zero start
     config = json.loads((tmp_path / "export" / "config.json").read_text())
