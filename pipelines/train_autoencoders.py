@@ -10,7 +10,8 @@ One recipe, three models (`--model video_vae | audio_vae | vocoder`):
 
 Data: a fixed set of SyncWorld training clips (`--clips-per-scene` per scene),
 rendered once into safetensors files under `--cache` and held in memory; the
-model sees random crops of them. Batches are drawn from a generator seeded by
+model sees random crops of them. Each file records a fingerprint of SyncWorld's
+source, and one rendered by another version is rendered again. Batches are drawn from a generator seeded by
 (seed, step, process), so a run is deterministic and a resumed run continues
 exactly where it stopped, with no data-loader state to save.
 
@@ -164,6 +165,7 @@ def render_scene(preset: ClipPreset, scene: str, split: str, n: int, path: Path)
     import numpy as np
     from safetensors.torch import save_file
 
+    from pipelines.syncworld_cache import syncworld_fingerprint
     from seedance.data.syncworld import make_sample
 
     frames, audio = [], []
@@ -174,8 +176,19 @@ def render_scene(preset: ClipPreset, scene: str, split: str, n: int, path: Path)
     tensors = {"frames": torch.from_numpy(np.stack(frames)), "audio": torch.from_numpy(np.stack(audio))}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(tensors, str(tmp), metadata={"scene": scene, "split": split, "preset": preset.to_json()})
+    meta = {"scene": scene, "split": split, "preset": preset.to_json(), "syncworld": syncworld_fingerprint()}
+    save_file(tensors, str(tmp), metadata=meta)
     os.replace(tmp, path)
+
+
+def rendered_by_this_syncworld(path: Path) -> bool:
+    """Whether a clip cache records the fingerprint of today's SyncWorld source (older caches record none)."""
+    from safetensors import safe_open
+
+    from pipelines.syncworld_cache import syncworld_fingerprint
+
+    with safe_open(str(path), framework="pt") as f:
+        return (f.metadata() or {}).get("syncworld") == syncworld_fingerprint()
 
 
 def load_clips(cache: Path, preset: ClipPreset, scenes: tuple[str, ...], split: str, n: int, render: bool) -> Clips:
@@ -184,9 +197,13 @@ def load_clips(cache: Path, preset: ClipPreset, scenes: tuple[str, ...], split: 
     frames, audio, names = [], [], []
     for scene in scenes:
         path = cache_path(cache, preset, scene, split, n)
-        if not path.is_file():
+        stale = path.is_file() and not rendered_by_this_syncworld(path)
+        if not path.is_file() or stale:
             if not render:
-                raise SeedanceError(f"clip cache {path} is missing; run with --build-cache first")
+                what = "was rendered by another SyncWorld" if stale else "is missing"
+                raise SeedanceError(f"clip cache {path} {what}; run with --build-cache first")
+            if stale:
+                print(f"clip cache {path} was rendered by another SyncWorld version: rendering it again", flush=True)
             t0 = time.time()
             render_scene(preset, scene, split, n, path)
             print(f"rendered {n} {split} clips of {scene} in {time.time() - t0:.0f} s -> {path}", flush=True)

@@ -569,3 +569,20 @@ def test_recipe_refuses_to_train_a_cued_decoder_without_its_audio(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].endswith("pass --audio-cue 8")
+
+
+def test_clip_cache_from_another_syncworld_is_rendered_again(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    from pipelines.train_autoencoders import cache_path, load_clips
+
+    clips = load_clips(tmp_path, TINY, ("keys",), "test", 1, render=True)
+    path = cache_path(tmp_path, TINY, "keys", "test", 1)
+    # an older cache: no fingerprint, and frames that no longer match what make_sample gives
+    save_file({"frames": torch.zeros_like(clips.frames), "audio": clips.audio}, str(path), metadata={"scene": "keys"})
+    with pytest.raises(SeedanceError, match="rendered by another SyncWorld"):
+        load_clips(tmp_path, TINY, ("keys",), "test", 1, render=False)
+    again = load_clips(tmp_path, TINY, ("keys",), "test", 1, render=True)
+    assert "rendering it again" in capsys.readouterr().out
+    assert torch.equal(again.frames, clips.frames)
+    assert torch.equal(load_clips(tmp_path, TINY, ("keys",), "test", 1, render=False).frames, clips.frames)
