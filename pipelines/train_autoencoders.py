@@ -11,9 +11,15 @@ One recipe, three models (`--model video_vae | audio_vae | vocoder`):
 Data: a fixed set of SyncWorld training clips (`--clips-per-scene` per scene),
 rendered once into safetensors files under `--cache` and held in memory; the
 model sees random crops of them. Each file records a fingerprint of SyncWorld's
-source, and one rendered by another version is rendered again. Batches are drawn from a generator seeded by
-(seed, step, process), so a run is deterministic and a resumed run continues
-exactly where it stopped, with no data-loader state to save.
+source, and one rendered by another version is rendered again. Batches are
+drawn from a generator seeded by (seed, step, process), so a run is
+deterministic and a resumed run continues exactly where it stopped, with no
+data-loader state to save.
+
+Video decoder with an audio timing cue (`--audio-cue N`, usually with
+`--init-from` and `--freeze-encoder`): each crop also gets the log-mel of its
+seconds, the true one or the audio VAE's round trip of it (half each), and
+`--audio-cue-dropout` of the steps get none.
 
 Resuming: every `--save-every` steps (and at the end) the accelerate state goes
 to <out>/checkpoints/.tmp_step_N, then is renamed to step_N; a new run with the
