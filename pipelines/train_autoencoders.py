@@ -97,17 +97,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--phase-terms", default="ip,gd,iaf", help="vocoder: which phase losses (ip, gd, iaf)")
     p.add_argument("--model-config", default="{}", help="JSON overrides of the model's config (e.g. smaller widths)")
     p.add_argument("--init-from", type=Path, default=None,
-                   help="video VAE or vocoder: start from this saved model (a save_pretrained folder; its config "
-                        "is used, with --model-config overriding fields such as the vocoder's refine_steps)")
+                   help="start from this saved model (a save_pretrained folder; its config is used, with "
+                        "--model-config overriding fields such as the vocoder's refine_steps)")
     p.add_argument("--freeze-encoder", action="store_true",
-                   help="video VAE: train the decoder only (needs --init-from). The encoder, its latents and their "
-                        "stored mean/std stay exactly as loaded, so a generator trained on those latents stays valid")
+                   help="video or audio VAE: train the decoder only (needs --init-from). The encoder, its latents "
+                        "and their stored mean/std stay exactly as loaded, so a generator trained on those latents "
+                        "stays valid")
     p.add_argument("--audio-cue", type=int, default=0,
                    help="video VAE: width of the decoder's audio timing cue (0: none). The decoder then also reads "
                         "the clip's log-mel to place events inside a latent group (see seedance/models/video_vae.py)")
-    p.add_argument("--audio-cue-vae", type=Path, default=Path("weights/seedance-tiny/audio_vae"),
-                   help="video VAE with --audio-cue: the audio VAE whose decoded mels (what a generated clip has) "
-                        "the cue is trained on, beside the true mels")
+    p.add_argument("--audio-cue-group", action="store_true",
+                   help="video VAE with --audio-cue: also condition the temporal Upsample's input on the audio of "
+                        "each latent group's frames (see GroupTimingCue)")
+    p.add_argument("--audio-vae", "--audio-cue-vae", dest="audio_cue_vae", type=Path,
+                   default=Path("weights/seedance-tiny/audio_vae"),
+                   help="video VAE with --audio-cue, vocoder with --roundtrip-share: the audio VAE whose decoded "
+                        "mels (what a generated clip has) are trained on, beside the true mels")
+    p.add_argument("--roundtrip-share", type=float, default=0.0,
+                   help="vocoder: share of the crops whose input mel is the --audio-vae round trip of the true one "
+                        "(the target stays the true waveform), so the vocoder learns the mels it gets in generation")
     p.add_argument("--audio-cue-dropout", type=float, default=0.2,
                    help="video VAE with --audio-cue: share of steps decoded without audio (a video-only decode "
                         "must stay good)")
@@ -141,14 +149,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.model_config = json.loads(args.model_config)
     except json.JSONDecodeError as exc:
         p.error(f"--model-config is not valid JSON: {exc}")
-    if args.init_from is not None and args.model not in ("video_vae", "vocoder"):
-        p.error("--init-from is implemented for --model video_vae and --model vocoder only")
+
     if args.audio_cue and args.model != "video_vae":
         p.error("--audio-cue is for --model video_vae")
+    if args.audio_cue_group and not args.audio_cue:
+        p.error("--audio-cue-group needs --audio-cue N")
     if not 0.0 <= args.audio_cue_dropout < 1.0:
         p.error("--audio-cue-dropout must be in [0, 1)")
-    if args.freeze_encoder and (args.model != "video_vae" or args.init_from is None):
-        p.error("--freeze-encoder is for --model video_vae with --init-from (a trained VAE whose encoder to keep)")
+    if args.freeze_encoder and (args.model == "vocoder" or args.init_from is None):
+        p.error("--freeze-encoder is for --model video_vae or audio_vae with --init-from (a trained VAE whose "
+                "encoder to keep)")
+    if args.roundtrip_share and args.model != "vocoder":
+        p.error("--roundtrip-share is for --model vocoder")
+    if not 0.0 <= args.roundtrip_share <= 1.0:
+        p.error("--roundtrip-share must be in [0, 1]")
     return args
 
 
@@ -309,7 +323,8 @@ class VideoTask(Task):
 
         cue = {}
         if self.args.audio_cue:
-            cue = {"audio_cue_channels": self.args.audio_cue, "audio_cue_mels": self.preset.n_mels}
+            cue = {"audio_cue_channels": self.args.audio_cue, "audio_cue_mels": self.preset.n_mels,
+                   **({"audio_cue_group": True} if self.args.audio_cue_group else {})}
         if self.args.init_from is None:
             return VideoVAE(**{**self.args.model_config, **cue})
         model = load_component(VideoVAE, self.args.init_from).float()
@@ -317,11 +332,11 @@ class VideoTask(Task):
         if model.uses_audio_cue and width != self.args.audio_cue:  # training it without its mel would unlearn it
             raise SeedanceError(f"the VAE in {self.args.init_from} reads an audio timing cue of width {width}: "
                                 f"pass --audio-cue {width}")
-        if cue and not model.uses_audio_cue:
-            # Add the cue to a trained VAE: every loaded weight stays, the new cue starts at zero (no effect).
+        if any(model.config.get(k) != v for k, v in cue.items()):
+            # Add the cue(s) to a trained VAE: every loaded weight stays, a new cue starts at zero (no effect).
             grown = VideoVAE(**{**{k: v for k, v in model.config.items() if not k.startswith("_")}, **cue})
             missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
-            if unexpected or any(not k.startswith("decoder.audio_cue.") for k in missing):
+            if unexpected or any(not k.startswith(("decoder.audio_cue.", "decoder.audio_cue_group.")) for k in missing):
                 raise SeedanceError(f"cannot add an audio cue to {self.args.init_from}: {missing or unexpected}")
             model = grown
         # the loaded config decides the crop grid (model_tc / model_sc read model_config)
@@ -420,6 +435,16 @@ class AudioVAETask(MelTask):
         from seedance.models.audio_vae import AudioVAE
         from seedance.models.mel import mel_config
 
+        if self.args.init_from is not None:
+            model = load_component(AudioVAE, self.args.init_from).float()
+            if model.config.n_mels != self.logmel.n_mels or model.config.hop_length != self.logmel.hop_length:
+                raise SeedanceError(f"{self.args.init_from} was trained on another mel definition than --preset's")
+            # the loaded config decides the crop grid (batch reads model_config)
+            self.args.model_config = {**self.args.model_config,
+                                      "temporal_compression": model.config.temporal_compression}
+            if self.args.freeze_encoder:
+                model.encoder.requires_grad_(False)
+            return model
         cfg = {**mel_config(self.preset), "mel_mean": self.mel_mean, "mel_std": self.mel_std}
         return AudioVAE(**{**cfg, **self.args.model_config})
 
@@ -450,11 +475,15 @@ class AudioVAETask(MelTask):
 
     @torch.no_grad()
     def finalize(self, model):
+        if self.args.freeze_encoder:  # the latents did not change: keep the statistics the generator was trained on
+            return
         z = model.encode(self.mels[:: max(1, len(self.mels) // 96)]).latent_dist.mode().float()
         model.set_latent_stats(z.mean(dim=(0, 2)).tolist(), z.std(dim=(0, 2)).clamp(min=1e-3).tolist())
 
 
 class VocoderTask(MelTask):
+    audio_vae = None  # loaded on first use by `roundtrip`
+
     def build(self):
         from seedance.models.mel import mel_config
         from seedance.models.vocoder import Vocoder
@@ -479,11 +508,30 @@ class VocoderTask(MelTask):
         gain = torch.empty(self.args.batch_size, 1).uniform_(0.2, 1.0, generator=g)
         return wave * gain
 
+    @torch.no_grad()
+    def roundtrip(self, mel: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """Replace `--roundtrip-share` of the mels [B,n_mels,M] by the audio VAE's round trip of them."""
+        if self.args.roundtrip_share <= 0:
+            return mel
+        if self.audio_vae is None:
+            from seedance.models.audio_vae import AudioVAE
+
+            self.audio_vae = load_component(AudioVAE, self.args.audio_cue_vae).eval()
+            if self.audio_vae.config.hop_length != self.logmel.hop_length:
+                raise SeedanceError(f"{self.args.audio_cue_vae} was trained on another mel definition than --preset's")
+        pick = torch.rand(mel.shape[0], generator=g) < self.args.roundtrip_share
+        if not pick.any():
+            return mel
+        rt = self.audio_vae.decode_latents(self.audio_vae.encode_latents(mel[pick]), num_frames=mel.shape[-1])
+        out = mel.clone()
+        out[pick] = rt.float()
+        return out
+
     def loss(self, model, wave, g):
         from seedance.models.vocoder import multi_resolution_stft_distance, phase_losses
 
-        mel = self.logmel(wave)
-        y, spec = model(mel, return_spectrum=True)
+        mel = self.logmel(wave)  # the target's mel
+        y, spec = model(self.roundtrip(mel, g), return_spectrum=True)
         y = y.float()[:, 0]
         stft = multi_resolution_stft_distance(y, wave)
         mel_l1 = (self.logmel(y) - mel).abs().mean()

@@ -458,20 +458,45 @@ def test_decoder_only_finetune_keeps_the_encoder_and_latent_stats(tmp_path):
 
 
 def test_freeze_encoder_needs_a_starting_model(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "pipelines" / "train_autoencoders.py"), "--model", "video_vae",
-         "--out", str(tmp_path), "--freeze-encoder"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    script = str(ROOT / "pipelines" / "train_autoencoders.py")
+    for model, extra in (("video_vae", []), ("audio_vae", []), ("vocoder", ["--init-from", str(tmp_path)])):
+        proc = subprocess.run([sys.executable, script, "--model", model, "--out", str(tmp_path), "--freeze-encoder",
+                               *extra], capture_output=True, text=True, timeout=60)
+        assert proc.returncode != 0
+        assert "--freeze-encoder is for --model video_vae or audio_vae with --init-from" in proc.stderr
+    proc = subprocess.run([sys.executable, script, "--model", "audio_vae", "--out", str(tmp_path),
+                           "--roundtrip-share", "0.5"], capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
-    assert "--freeze-encoder is for --model video_vae with --init-from" in proc.stderr
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "pipelines" / "train_autoencoders.py"), "--model", "audio_vae",
-         "--out", str(tmp_path), "--init-from", str(tmp_path)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert proc.returncode != 0
-    assert "--init-from is implemented for --model video_vae and --model vocoder only" in proc.stderr
+    assert "--roundtrip-share is for --model vocoder" in proc.stderr
+
+
+def test_audio_decoder_only_finetune_keeps_the_encoder_and_latent_stats(tmp_path):
+    """Audio VAE with --freeze-encoder: its latents (what the generator was trained on) stay bit-identical."""
+    from safetensors.torch import load_file
+
+    from pipelines import train_autoencoders
+
+    start = tmp_path / "start"
+    vae = AudioVAE(**SMALL_AUDIO)
+    vae.set_latent_stats([0.1, -0.2, 0.3, 0.0], [1.5, 0.5, 2.0, 1.0])
+    vae.save_pretrained(start)
+    code = train_autoencoders.main([
+        "--model", "audio_vae", "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "cache"),
+        "--export", str(tmp_path / "export"), "--scenes", "keys", "--clips-per-scene", "2",
+        "--eval-clips-per-scene", "1", "--steps", "3", "--batch-size", "2", "--delta-weight", "5",
+        "--eval-every", "100", "--threads", "1", "--mixed-precision", "no", "--init-from", str(start),
+        "--freeze-encoder",
+    ])  # fmt: skip
+    assert code == 0
+    before = load_file(str(start / "diffusion_pytorch_model.safetensors"))
+    after = load_file(str(tmp_path / "export" / "diffusion_pytorch_model.safetensors"))
+    encoder = [k for k in before if k.startswith("encoder.")]
+    decoder = [k for k in before if k.startswith("decoder.")]
+    assert encoder and decoder
+    assert all(torch.equal(before[k].half(), after[k]) for k in encoder)
+    assert any(not torch.equal(before[k].half(), after[k]) for k in decoder)
+    config = json.loads((tmp_path / "export" / "config.json").read_text())
+    assert config["latents_mean"] == [0.1, -0.2, 0.3, 0.0] and config["latents_std"] == [1.5, 0.5, 2.0, 1.0]
 
 
 def test_motion_trace_loss_reads_each_frames_total_change():
@@ -555,6 +580,36 @@ def test_recipe_adds_an_audio_cue_to_a_trained_vae_and_keeps_its_encoder(tmp_pat
     config = json.loads((tmp_path / "export" / "config.json").read_text())
     assert config["audio_cue_channels"] == 8 and config["audio_cue_mels"] == TINY.n_mels
     assert load_component(VideoVAE, tmp_path / "export").uses_audio_cue
+
+
+@torch.no_grad()
+def test_group_cue_starts_as_a_no_op_and_reaches_each_groups_frames():
+    """GroupTimingCue conditions the Upsample's input per latent frame: zero-initialised it changes nothing;
+    trained, a change of the audio inside one group moves that group's frames (and later ones, through the
+    causal convs) but no frame two groups before it."""
+    torch.manual_seed(0)
+    vae = VideoVAE(**SMALL_VIDEO, audio_cue_channels=8, audio_cue_group=True).eval()
+    group = vae.decoder.audio_cue_group.group
+    z, mel = torch.randn(1, 4, 4, 2, 2), torch.randn(1, TINY.n_mels, 100)
+    assert torch.equal(vae.decode(z, audio_mel=mel).sample, vae.decode(z).sample)
+    torch.nn.init.normal_(vae.decoder.audio_cue_group.frame_conv.weight, std=0.3)
+    swapped = mel.clone()
+    swapped[..., [56, 59]] = mel[..., [59, 56]]  # inside frame 9 of 16 (columns 56-62)
+    a, b = vae.decode(z, audio_mel=mel).sample, vae.decode(z, audio_mel=swapped).sample
+    changed = (a - b).abs().amax(dim=(0, 1, 3, 4))  # [16] per frame
+    assert group == 2  # SMALL_VIDEO's last Upsample doubles the frames: frame 9 is in group 4 of 8
+    # the cue sees +-4 columns and +-1 group: groups 3-5, frames 6-11; the causal convs only carry it later
+    assert changed[9] > 0 and changed[:6].max() == 0
+
+
+def test_recipe_adds_a_group_cue_to_a_cued_vae(tmp_path):
+    start = tmp_path / "start"
+    VideoVAE(**SMALL_VIDEO, audio_cue_channels=8).save_pretrained(start)
+    before, after = _decoder_finetune(tmp_path, start, "keys", "--audio-cue", "8", "--audio-cue-group",
+                                      "--audio-cue-dropout", "0", "--warmup", "1")
+    assert all(torch.equal(before[k].half(), after[k]) for k in before if k.startswith("encoder."))
+    assert after["decoder.audio_cue_group.frame_conv.weight"].abs().max() > 0
+    assert json.loads((tmp_path / "export" / "config.json").read_text())["audio_cue_group"] is True
 
 
 def test_recipe_refuses_to_train_a_cued_decoder_without_its_audio(tmp_path):

@@ -288,6 +288,36 @@ class AudioTimingCue(nn.Module):
         return scale, shift
 
 
+class GroupTimingCue(AudioTimingCue):
+    """log-mel [B,n_mels,M] -> per-latent-frame (scale, shift) [B,C,T] each, for the features that the temporal
+    Upsample turns into a group of `group` frames.
+
+    The full-rate cue can only scale and shift a whole frame's features; this one tells the Upsample, whose
+    per-sub-frame deviation conv also sees where things are, what the audio does in each of the group's frames
+    (the group's frame features side by side in channels), so it can place a change at the right sub-frame
+    and the right place in the picture.
+    """
+
+    def __init__(self, n_mels: int, width: int, out_channels: int, group: int):
+        super().__init__(n_mels, width, out_channels)
+        self.group = group
+        self.frame_conv = nn.Conv1d(width * group, 2 * out_channels, 3, padding=1)
+
+    def forward(self, mel: torch.Tensor, num_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+        frames = num_groups * self.group
+        if mel.dim() != 3 or mel.shape[1] != self.n_mels:
+            raise SeedanceError(f"audio_mel must be a log-mel [B,{self.n_mels},M], got {tuple(mel.shape)}")
+        if mel.shape[-1] < frames:
+            raise SeedanceError(f"audio_mel has {mel.shape[-1]} columns for {frames} frames; pass the clip's mel")
+        x = mel.float()
+        x = (x - x.mean(dim=(1, 2), keepdim=True)) / 4.0
+        h = F.adaptive_avg_pool1d(self.mel_conv(x.to(self.frame_conv.weight.dtype)), frames)  # [B,W,T*g]
+        b, w, _ = h.shape
+        h = h.view(b, w, num_groups, self.group).permute(0, 1, 3, 2).reshape(b, w * self.group, num_groups)
+        scale, shift = self.frame_conv(h).chunk(2, dim=1)  # [B,C,T] each
+        return scale, shift
+
+
 def film_frames(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """x [B,C,F,H,W] modulated per frame by scale, shift [B,C,F] (the same over the picture)."""
     return x * (1 + scale[..., None, None].to(x.dtype)) + shift[..., None, None].to(x.dtype)
@@ -315,6 +345,10 @@ class VideoDecoder(nn.Module):
         self.audio_cue = (
             AudioTimingCue(cfg.audio_cue_mels, cfg.audio_cue_channels, chans[0]) if cfg.audio_cue_channels else None
         )
+        # Optionally also the input of the last temporal Upsample (see GroupTimingCue).
+        self.audio_cue_group = None
+        if cfg.audio_cue_channels and cfg.audio_cue_group and len(chans) > 1 and strides[0] > 1:
+            self.audio_cue_group = GroupTimingCue(cfg.audio_cue_mels, cfg.audio_cue_channels, chans[1], strides[0])
 
     def forward(self, z: torch.Tensor, audio_mel: torch.Tensor | None = None) -> torch.Tensor:
         x = self.mid(self.conv_in(z) + channel_shortcut(z, self.conv_in.conv.out_channels))
@@ -324,6 +358,8 @@ class VideoDecoder(nn.Module):
                 x = film_frames(x, *self.audio_cue(audio_mel, x.shape[2]))
             for block in level["blocks"]:
                 x = block(x)
+            if i == last - 1 and audio_mel is not None and self.audio_cue_group is not None:
+                x = film_frames(x, *self.audio_cue_group(audio_mel, x.shape[2]))
             x = level["up"](x)
         x = self.conv_out(F.silu(self.norm_out(x))) + channel_shortcut(x, self.conv_out.conv.out_channels)
         # x: [B, 3*p*p, F, H/p, W/p]
@@ -355,6 +391,7 @@ class VideoVAE(ModelMixin, ConfigMixin):
         latents_std: list[float] | None = None,
         audio_cue_channels: int = 0,
         audio_cue_mels: int = 64,
+        audio_cue_group: bool = False,
     ):
         super().__init__()
         if patch_size * 2 ** (len(channel_multipliers) - 1) != spatial_compression:
@@ -382,6 +419,9 @@ class VideoVAE(ModelMixin, ConfigMixin):
         if self.decoder.audio_cue is not None:  # no modulation until the decoder has learned to use the audio
             nn.init.zeros_(self.decoder.audio_cue.frame_conv.weight)
             nn.init.zeros_(self.decoder.audio_cue.frame_conv.bias)
+        if self.decoder.audio_cue_group is not None:
+            nn.init.zeros_(self.decoder.audio_cue_group.frame_conv.weight)
+            nn.init.zeros_(self.decoder.audio_cue_group.frame_conv.bias)
 
     def _set_latent_stats(self, mean: list[float] | None, std: list[float] | None) -> None:
         c = self.config.latent_channels
