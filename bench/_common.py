@@ -36,7 +36,7 @@ def add_sampler_args(parser) -> None:
     parser.add_argument("--sync-guidance", type=float, default=None, help="override sync_guidance_scale")
     parser.add_argument("--video-led", action=argparse.BooleanOptionalAction, default=None,
                         help="override video_led (text -> clip)")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default=None,
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
                         help="override transformer_precision")
     parser.add_argument("--shift", type=float, default=None, help="override timestep_shift (the sampling schedule)")
 

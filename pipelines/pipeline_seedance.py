@@ -27,7 +27,9 @@ matters: at 8 steps, shift 3 stayed within 5 points of 25 unshifted steps on syn
 
 `transformer_precision="bf16"` runs the transformer's forward passes under bf16 autocast (the latents, the
 scheduler and the decoders stay in fp32); on CPUs with AMX / AVX-512 bf16 its matmuls run several times
-faster. Both options default to the model's sampling_defaults.json.
+faster. On a CPU without them bf16 is emulated and several times slower than fp32 (seedance/hardware.py), so
+the shipped default is "auto": bf16 where the device runs it natively, fp32 elsewhere. Both options default to
+the model's sampling_defaults.json.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from seedance.config import ClipPreset, check_duration, frames_for, get_preset
 from seedance.errors import SeedanceError, WeightsError
+from seedance.hardware import PRECISIONS, resolve_precision
 from seedance.models.mel import mel_span
 
 SAMPLING_DEFAULTS_FILE = "sampling_defaults.json"
@@ -58,7 +61,7 @@ DEFAULT_SAMPLING = {
     "audio_guidance_scale": 3.0,
     "sync_guidance_scale": 1.0,
     "video_led": False,
-    "transformer_precision": "fp32",
+    "transformer_precision": "auto",
 }
 MAX_INFERENCE_STEPS = 1000
 MAX_TIMESTEP_SHIFT = 20.0  # beyond it nearly every step sits at sigma ~1
@@ -355,9 +358,10 @@ class SeedancePipeline(DiffusionPipeline):
         video_led = bool(d.get("video_led", False) if video_led is None else video_led)
         if timestep_shift is None:
             timestep_shift = d.get("timestep_shift", self.scheduler.config.get("shift", 1.0))
-        precision = d.get("transformer_precision", "fp32") if transformer_precision is None else transformer_precision
-        if precision not in ("fp32", "bf16"):
-            raise SeedanceError(f"transformer_precision must be 'fp32' or 'bf16', got {precision!r}")
+        precision = d.get("transformer_precision", "auto") if transformer_precision is None else transformer_precision
+        if precision not in PRECISIONS:
+            raise SeedanceError(f"transformer_precision must be one of {', '.join(map(repr, PRECISIONS))}, "
+                                f"got {precision!r}")
         height = preset.height if height is None else height
         width = preset.width if width is None else width
         frame_rate = preset.fps if frame_rate is None else frame_rate
@@ -375,6 +379,7 @@ class SeedancePipeline(DiffusionPipeline):
         if len(negatives) != batch:
             raise SeedanceError(f"{len(negatives)} negative prompts for {batch} prompts: give one per prompt")
         device = self._execution_device
+        precision = resolve_precision(precision, device)  # "auto": bf16 only where the device runs it natively
         video_shape, audio_shape = self.latent_shapes(batch, n_frames, n_samples, height, width)
         patch = self.transformer.config.patch_size
         video_tokens = video_shape[2] * (video_shape[3] // patch) * (video_shape[4] // patch)

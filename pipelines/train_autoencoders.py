@@ -52,6 +52,7 @@ from pipelines.recipe_common import lr_at as cosine_lr  # noqa: E402
 from pipelines.recipe_common import resume, run_steps, start_run, write_train_info  # noqa: E402
 from seedance.config import ClipPreset, get_preset  # noqa: E402
 from seedance.errors import SeedanceError  # noqa: E402
+from seedance.hardware import auto_mixed_precision  # noqa: E402
 from seedance.models.io import atomic_save_pretrained, atomic_write_bytes, load_component  # noqa: E402
 
 MODELS = ("video_vae", "audio_vae", "vocoder")
@@ -131,7 +132,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--keep-checkpoints", type=int, default=2)
     p.add_argument("--max-minutes", type=float, default=None, help="stop (with a checkpoint) after this much training")
-    p.add_argument("--mixed-precision", choices=("no", "bf16"), default="bf16")
+    p.add_argument("--mixed-precision", choices=("auto", "no", "bf16"), default="auto",
+                   help="auto: bf16 autocast where the device runs bf16 natively (AMX, AVX-512 bf16, a recent GPU), "
+                        "fp32 elsewhere (seedance/hardware.py)")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even where a GPU is present")
     p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: torch's default)")
     args = p.parse_args(argv)
@@ -592,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
     # processes on a CPU-only machine becomes N gloo processes instead of N unconnected copies.
     accelerator = Accelerator(
         cpu=args.cpu or not torch.cuda.is_available(),
-        mixed_precision=args.mixed_precision,
+        mixed_precision=auto_mixed_precision(args.mixed_precision),
         log_with="tensorboard",
         project_dir=str(out / "logs"),
     )

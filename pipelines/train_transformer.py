@@ -48,6 +48,7 @@ if str(ROOT) not in sys.path:  # `accelerate launch pipelines/train_transformer.
 from seedance.config import get_preset  # noqa: E402
 from seedance.errors import SeedanceError  # noqa: E402
 from seedance.faults import kill_point, remove_partial_checkpoints  # noqa: E402
+from seedance.hardware import auto_mixed_precision  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------- arguments
@@ -102,7 +103,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--grad-clip", type=float, default=1.0)
     p.add_argument("--ema-decay", type=float, default=0.999)
-    p.add_argument("--mixed-precision", default="bf16", choices=("no", "bf16", "fp16"))
+    p.add_argument("--mixed-precision", default="auto", choices=("auto", "no", "bf16", "fp16"),
+                   help="auto: bf16 autocast where the device runs bf16 natively, fp32 elsewhere "
+                        "(seedance/hardware.py)")
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: leave torch's default)")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even where a GPU is present")
@@ -660,7 +663,7 @@ def main(argv: list[str] | None = None) -> int:
     accelerator = Accelerator(
         # cpu=True is what makes torchrun-launched processes (accelerate launch --multi_gpu) form a gloo group
         cpu=args.cpu or not torch.cuda.is_available(),
-        mixed_precision=args.mixed_precision,
+        mixed_precision=auto_mixed_precision(args.mixed_precision),
         log_with="tensorboard",
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
     )

@@ -43,8 +43,9 @@ def add_sampling_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--video-led", action=argparse.BooleanOptionalAction, default=None,
                         help="text -> clip: denoise the audio against the video's running clean estimate "
                              "(default: the model's sampling_defaults.json)")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default=None,
-                        help="the transformer's precision (bf16: autocast; default: the model's)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
+                        help="the transformer's precision (bf16: autocast; auto: bf16 where the hardware runs it "
+                             "natively; default: the model's)")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -144,6 +144,23 @@ def test_bf16_transformer_precision_stays_close_to_fp32():
     assert torch.allclose(full.frames, half.frames, atol=0.1) and torch.allclose(full.audio, half.audio, atol=0.1)
 
 
+@pytest.mark.parametrize("native", [False, True])
+def test_auto_precision_runs_bf16_only_where_the_cpu_has_it(monkeypatch, native):
+    """"auto" (the shipped default) takes bf16 on a CPU with native bf16 and fp32 elsewhere, where emulated bf16
+    was measured several times slower: its clip equals the explicit precision's."""
+    from seedance import hardware
+
+    monkeypatch.setattr(hardware, "_cpu_has_native_bf16", lambda: native)
+    p = tiny_pipeline()
+    perturb_outputs(p.transformer)
+    kw = dict(output_type="latent", num_inference_steps=2)
+    auto = p("a ball", transformer_precision="auto", generator=gen(), **kw)
+    same = p("a ball", transformer_precision="bf16" if native else "fp32", generator=gen(), **kw)
+    other = p("a ball", transformer_precision="fp32" if native else "bf16", generator=gen(), **kw)
+    assert torch.equal(auto.frames, same.frames) and torch.equal(auto.audio, same.audio)
+    assert not torch.equal(auto.frames, other.frames)
+
+
 def test_timestep_shift_bends_the_schedule_of_this_call_only(pipe):
     seen = {}
 

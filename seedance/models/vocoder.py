@@ -15,7 +15,8 @@ Two optional config fields, both trained in the loop (not bolted on afterwards):
   the STFT of its waveform smears; one step removes most of that (measured:
   multi-resolution STFT distance 1.24 -> 1.05 with the net trained without it).
 - `compute_dtype="bfloat16"`: the trunk runs under bf16 autocast (the head's
-  magnitude, phase and the FFTs stay fp32). Training uses bf16 autocast anyway.
+  magnitude, phase and the FFTs stay fp32) where the device runs bf16 natively
+  (seedance/hardware.py); elsewhere it runs in fp32, which is then faster.
 
 The mel definition is the project's `LogMel`; its fields are stored in the
 config and `logmel()` rebuilds it.
@@ -37,6 +38,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from seedance.errors import SeedanceError
+from seedance.hardware import native_bf16
 from seedance.models.mel import LogMel, preset_from_mel_config
 
 
@@ -193,7 +195,7 @@ class Vocoder(ModelMixin, ConfigMixin):
         x = torch.cat([mel, mel[..., -1:]], dim=-1)
         x = (x - self.config.mel_mean) / self.config.mel_std
         # 2. ConvNeXt trunk at the frame rate (bf16 autocast when configured: the matmuls 3x faster with AMX)
-        bf16 = self.config.compute_dtype == "bfloat16"
+        bf16 = self.config.compute_dtype == "bfloat16" and native_bf16(mel.device)
         with torch.autocast(mel.device.type, dtype=torch.bfloat16, enabled=bf16):
             x = self.norm_in(self.embed(x).transpose(1, 2)).transpose(1, 2)
             for block in self.blocks:
