@@ -17,8 +17,10 @@ FLOPs: torch.utils.flop_counter over one transformer forward with the exact inpu
 (all guidance passes in one batch), times the number of forwards; the CPU flash-attention kernel, which the
 counter does not know, is counted as 4*B*H*Nq*Nk*d. transformer_tflops = FLOPs / transformer seconds;
 matmul peaks are a 2048x2048 matmul in bf16 and fp32 on the same device in the same run;
-mfu = transformer_tflops / bf16 peak. `bottleneck` names the part with the largest time share and the rate
-it runs at. Other processes on the machine lower every rate: the 1-minute load average is reported.
+mfu = transformer_tflops / the faster of the two peaks (the bf16 one wherever bf16 is native; on a CPU without
+AMX or AVX-512 bf16, bf16 is emulated, its "peak" is hundreds of times below fp32's, and a share of it means
+nothing), with mfu_bf16_peak and mfu_fp32_peak beside it. `bottleneck` names the part with the largest time
+share and the rate it runs at. Other processes on the machine lower every rate: the 1-minute load average is reported.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 from _common import run_on_weights  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from seedance.errors import SeedanceError  # noqa: E402
+from seedance.hardware import native_bf16, resolve_precision  # noqa: E402
 
 DEFAULT_WEIGHTS = ROOT / "weights" / "seedance-tiny"
 # transformer part -> attribute paths inside each DualBranchBlock (seedance/models/transformer_av.py)
@@ -197,6 +200,8 @@ def run(args: argparse.Namespace) -> dict:
         with autocast():
             return pipe(prompts, num_inference_steps=n_steps, generator=generator_for(args.seed), output_type="np")
 
+    # what the transformer runs in when no --bf16 is given: the model's default, "auto" resolved for this device
+    transformer_precision = resolve_precision(pipe.sampling_defaults.get("transformer_precision", "auto"), device)
     log(f"warm-up (batch {args.batch}, 1 step) ...")
     generate(1)
 
@@ -252,10 +257,11 @@ def run(args: argparse.Namespace) -> dict:
     part_tflops = {p: (flops_parts[p] * n_forwards / parts[p] / 1e12 if parts[p] > 0 else None) for p in flops_parts}
     biggest = max(PART_ORDER, key=lambda p: parts[p])
     share = parts[biggest] / total_s
+    peak, peak_name = (peak_bf16, "bf16") if peak_bf16 >= peak_fp32 else (peak_fp32, "fp32")
     if biggest in part_tflops and part_tflops[biggest] is not None:
         rate = part_tflops[biggest]
         bottleneck = (f"{biggest} ({share:.0%} of the time) at {rate:.3g} TFLOP/s, "
-                      f"{rate / peak_bf16:.1%} of the bf16 matmul peak")
+                      f"{rate / peak:.1%} of the {peak_name} matmul peak")
     else:
         bottleneck = f"{biggest} ({share:.0%} of the time; not transformer matmul work)"
     result = {
@@ -263,7 +269,7 @@ def run(args: argparse.Namespace) -> dict:
         "device": device if not device.startswith("cuda") else f"cuda ({torch.cuda.get_device_name()})",
         "batch": args.batch,
         "steps": steps,
-        "precision": "bf16 autocast" if args.bf16 else str(pipe.transformer.dtype).replace("torch.", ""),
+        "precision": "bf16 autocast" if args.bf16 else transformer_precision,
         "guidance": {k: pipe.sampling_defaults[k] for k in ("guidance_scale", "audio_guidance_scale",
                                                             "sync_guidance_scale")},
         "total_s": total_s,
@@ -278,7 +284,10 @@ def run(args: argparse.Namespace) -> dict:
         "transformer_tflops_by_part": part_tflops,
         "matmul_peak_tflops_bf16": peak_bf16,
         "matmul_peak_tflops_fp32": peak_fp32,
-        "mfu": transformer_tflops / peak_bf16,
+        "mfu": transformer_tflops / peak,
+        "mfu_peak": peak_name,
+        "native_bf16": native_bf16(device),
+        "mfu_bf16_peak": transformer_tflops / peak_bf16,
         "mfu_fp32_peak": transformer_tflops / peak_fp32,
         "bottleneck": bottleneck,
         "torch_threads": torch.get_num_threads(),
