@@ -68,7 +68,10 @@ def machine_description() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores"
+    from seedance.hardware import native_bf16
+
+    # machines of one name differ in what matters most here: whether bf16 is native or emulated
+    return f"{cpu}, {os.cpu_count()} cores, {'native' if native_bf16('cpu') else 'no native'} bf16"
 
 
 def flatten(obj, prefix: str = "") -> dict[str, object]:

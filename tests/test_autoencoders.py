@@ -457,17 +457,20 @@ def test_decoder_only_finetune_keeps_the_encoder_and_latent_stats(tmp_path):
     assert "_name_or_path" not in config
 
 
-def test_freeze_encoder_needs_a_starting_model(tmp_path):
-    script = str(ROOT / "pipelines" / "train_autoencoders.py")
+def test_freeze_encoder_needs_a_starting_model(tmp_path, capsys):
+    from pipelines.train_autoencoders import parse_args
+
+    def refused(*argv: str) -> str:
+        with pytest.raises(SystemExit) as exc:
+            parse_args(["--out", str(tmp_path), *argv])
+        assert exc.value.code == 2
+        return capsys.readouterr().err
+
     for model, extra in (("video_vae", []), ("audio_vae", []), ("vocoder", ["--init-from", str(tmp_path)])):
-        proc = subprocess.run([sys.executable, script, "--model", model, "--out", str(tmp_path), "--freeze-encoder",
-                               *extra], capture_output=True, text=True, timeout=60)
-        assert proc.returncode != 0
-        assert "--freeze-encoder is for --model video_vae or audio_vae with --init-from" in proc.stderr
-    proc = subprocess.run([sys.executable, script, "--model", "audio_vae", "--out", str(tmp_path),
-                           "--roundtrip-share", "0.5"], capture_output=True, text=True, timeout=60)
-    assert proc.returncode != 0
-    assert "--roundtrip-share is for --model vocoder" in proc.stderr
+        err = refused("--model", model, "--freeze-encoder", *extra)
+        assert "--freeze-encoder is for --model video_vae or audio_vae with --init-from" in err
+    assert "--roundtrip-share is for --model vocoder" in refused("--model", "audio_vae", "--roundtrip-share", "0.5")
+    assert "--audio-cue-group needs --audio-cue N" in refused("--model", "video_vae", "--audio-cue-group")
 
 
 def test_audio_decoder_only_finetune_keeps_the_encoder_and_latent_stats(tmp_path):
@@ -571,14 +574,17 @@ def test_mel_span_takes_each_frames_own_columns():
 
 
 def test_recipe_adds_an_audio_cue_to_a_trained_vae_and_keeps_its_encoder(tmp_path):
+    """Both cues (the full-rate one and, with --audio-cue-group, the group one) grow onto a plain trained VAE."""
     start = tmp_path / "start"
     VideoVAE(**SMALL_VIDEO).save_pretrained(start)
-    before, after = _decoder_finetune(tmp_path, start, "keys", "--audio-cue", "8", "--audio-cue-dropout", "0",
-                                      "--warmup", "1")
+    before, after = _decoder_finetune(tmp_path, start, "keys", "--audio-cue", "8", "--audio-cue-group",
+                                      "--audio-cue-dropout", "0", "--warmup", "1")
     assert all(torch.equal(before[k].half(), after[k]) for k in before if k.startswith("encoder."))
     assert after["decoder.audio_cue.frame_conv.weight"].abs().max() > 0  # learned away from its zero start
+    assert after["decoder.audio_cue_group.frame_conv.weight"].abs().max() > 0
     config = json.loads((tmp_path / "export" / "config.json").read_text())
     assert config["audio_cue_channels"] == 8 and config["audio_cue_mels"] == TINY.n_mels
+    assert config["audio_cue_group"] is True
     assert load_component(VideoVAE, tmp_path / "export").uses_audio_cue
 
 
@@ -600,16 +606,6 @@ def test_group_cue_starts_as_a_no_op_and_reaches_each_groups_frames():
     assert group == 2  # SMALL_VIDEO's last Upsample doubles the frames: frame 9 is in group 4 of 8
     # the cue sees +-4 columns and +-1 group: groups 3-5, frames 6-11; the causal convs only carry it later
     assert changed[9] > 0 and changed[:6].max() == 0
-
-
-def test_recipe_adds_a_group_cue_to_a_cued_vae(tmp_path):
-    start = tmp_path / "start"
-    VideoVAE(**SMALL_VIDEO, audio_cue_channels=8).save_pretrained(start)
-    before, after = _decoder_finetune(tmp_path, start, "keys", "--audio-cue", "8", "--audio-cue-group",
-                                      "--audio-cue-dropout", "0", "--warmup", "1")
-    assert all(torch.equal(before[k].half(), after[k]) for k in before if k.startswith("encoder."))
-    assert after["decoder.audio_cue_group.frame_conv.weight"].abs().max() > 0
-    assert json.loads((tmp_path / "export" / "config.json").read_text())["audio_cue_group"] is True
 
 
 def test_recipe_refuses_to_train_a_cued_decoder_without_its_audio(tmp_path):
