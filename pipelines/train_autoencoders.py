@@ -21,6 +21,13 @@ Video decoder with an audio timing cue (`--audio-cue N`, usually with
 seconds, the true one or the audio VAE's round trip of it (half each), and
 `--audio-cue-dropout` of the steps get none.
 
+Decoder-only rounds keep a generator valid: `--init-from` a trained model with
+`--freeze-encoder` (video or audio VAE) trains the decoder alone and keeps the
+latents and their stored statistics. `--audio-cue-group` adds a second cue on
+the input of the video decoder's last temporal Upsample. `--roundtrip-share P`
+feeds the vocoder the audio VAE's round trip of the mel on a share P of the
+crops (the target stays the true waveform).
+
 Resuming: every `--save-every` steps (and at the end) the accelerate state goes
 to <out>/checkpoints/.tmp_step_N, then is renamed to step_N; a new run with the
 same --out picks up the newest complete step_N. The step count and the training
@@ -152,7 +159,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.model_config = json.loads(args.model_config)
     except json.JSONDecodeError as exc:
         p.error(f"--model-config is not valid JSON: {exc}")
-
     if args.audio_cue and args.model != "video_vae":
         p.error("--audio-cue is for --model video_vae")
     if args.audio_cue_group and not args.audio_cue:

@@ -501,6 +501,30 @@ def test_audio_decoder_only_finetune_keeps_the_encoder_and_latent_stats(tmp_path
     _assert_only_the_decoder_learned(before, after, tmp_path / "export")
 
 
+@torch.no_grad()
+def test_vocoder_roundtrip_share_feeds_the_audio_vaes_decoded_mels(tmp_path):
+    from pipelines.train_autoencoders import Clips, VocoderTask, parse_args
+
+    torch.manual_seed(0)
+    audio_vae = AudioVAE(**SMALL_AUDIO).eval()
+    audio_vae.save_pretrained(tmp_path / "avae")
+    clips = Clips(torch.zeros(2, 1, 8, 8, 3, dtype=torch.uint8), 0.1 * torch.randn(2, TINY.num_samples), ["keys"] * 2)
+    mel = LogMel(TINY)(0.1 * torch.randn(3, 8000))
+
+    def task(share: str) -> VocoderTask:
+        args = parse_args(["--model", "vocoder", "--out", str(tmp_path), "--roundtrip-share", share,
+                           "--audio-vae", str(tmp_path / "avae")])
+        return VocoderTask(args, TINY, clips, clips)
+
+    assert task("0").roundtrip(mel, torch.Generator().manual_seed(0)) is mel  # the default: true mels only
+    fed = task("1").roundtrip(mel, torch.Generator().manual_seed(0))
+    expected = audio_vae.decode_latents(audio_vae.encode_latents(mel), num_frames=mel.shape[-1])
+    assert torch.allclose(fed, expected, atol=1e-5) and not torch.allclose(fed, mel, atol=1e-2)
+    half = task("0.5").roundtrip(mel, torch.Generator().manual_seed(0))
+    kept = [torch.equal(half[i], mel[i]) for i in range(3)]
+    assert all(k or torch.allclose(half[i], expected[i], atol=1e-5) for i, k in enumerate(kept))
+
+
 def test_motion_trace_loss_reads_each_frames_total_change():
     from pipelines.train_autoencoders import delta_l1, motion_trace_l1
 
