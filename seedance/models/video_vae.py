@@ -276,15 +276,18 @@ class AudioTimingCue(nn.Module):
         )
         self.frame_conv = nn.Conv1d(width, 2 * out_channels, 3, padding=1)
 
-    def forward(self, mel: torch.Tensor, num_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def frame_features(self, mel: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """log-mel [B,n_mels,M] -> [B,W,num_frames]: the conv's features averaged over each frame's columns."""
         if mel.dim() != 3 or mel.shape[1] != self.n_mels:
             raise SeedanceError(f"audio_mel must be a log-mel [B,{self.n_mels},M], got {tuple(mel.shape)}")
         if mel.shape[-1] < num_frames:
             raise SeedanceError(f"audio_mel has {mel.shape[-1]} columns for {num_frames} frames; pass the clip's mel")
         x = mel.float()
         x = (x - x.mean(dim=(1, 2), keepdim=True)) / 4.0  # log-mels span about -11.5..2: bring them near unit scale
-        h = F.adaptive_avg_pool1d(self.mel_conv(x.to(self.frame_conv.weight.dtype)), num_frames)  # [B,W,F]
-        scale, shift = self.frame_conv(h).chunk(2, dim=1)
+        return F.adaptive_avg_pool1d(self.mel_conv(x.to(self.frame_conv.weight.dtype)), num_frames)
+
+    def forward(self, mel: torch.Tensor, num_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        scale, shift = self.frame_conv(self.frame_features(mel, num_frames)).chunk(2, dim=1)
         return scale, shift
 
 
@@ -304,14 +307,7 @@ class GroupTimingCue(AudioTimingCue):
         self.frame_conv = nn.Conv1d(width * group, 2 * out_channels, 3, padding=1)
 
     def forward(self, mel: torch.Tensor, num_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
-        frames = num_groups * self.group
-        if mel.dim() != 3 or mel.shape[1] != self.n_mels:
-            raise SeedanceError(f"audio_mel must be a log-mel [B,{self.n_mels},M], got {tuple(mel.shape)}")
-        if mel.shape[-1] < frames:
-            raise SeedanceError(f"audio_mel has {mel.shape[-1]} columns for {frames} frames; pass the clip's mel")
-        x = mel.float()
-        x = (x - x.mean(dim=(1, 2), keepdim=True)) / 4.0
-        h = F.adaptive_avg_pool1d(self.mel_conv(x.to(self.frame_conv.weight.dtype)), frames)  # [B,W,T*g]
+        h = self.frame_features(mel, num_groups * self.group)  # [B,W,T*g]
         b, w, _ = h.shape
         h = h.view(b, w, num_groups, self.group).permute(0, 1, 3, 2).reshape(b, w * self.group, num_groups)
         scale, shift = self.frame_conv(h).chunk(2, dim=1)  # [B,C,T] each
