@@ -16,7 +16,8 @@ guidance arithmetic, noise). parts_s sums to total_s.
 FLOPs: torch.utils.flop_counter over one transformer forward with the exact inputs of a sampling step
 (all guidance passes in one batch), times the number of forwards; the CPU flash-attention kernel, which the
 counter does not know, is counted as 4*B*H*Nq*Nk*d. transformer_tflops = FLOPs / transformer seconds;
-matmul peaks are a 2048x2048 matmul in bf16 and fp32 on the same device in the same run;
+matmul peaks are a 2048x2048 matmul in bf16 and fp32 on the same device in the same run (bf16 at 512x512
+where it is emulated: a 2048 one took about a minute there);
 mfu = transformer_tflops / the faster of the two peaks (the bf16 one wherever bf16 is native; on a CPU without
 AMX or AVX-512 bf16, bf16 is emulated, its "peak" is hundreds of times below fp32's, and a share of it means
 nothing), with mfu_bf16_peak and mfu_fp32_peak beside it. `bottleneck` names the part with the largest time

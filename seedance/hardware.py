@@ -4,7 +4,7 @@ bf16 is Seedance's fast path where the hardware has it: on a CPU with AMX or AVX
 about 8x faster than fp32 (1.9 TFLOP/s against 230-290 GFLOP/s on 2 cores). A CPU without those units
 emulates bf16, and there it is the slow path: on an AVX2-only AMD EPYC with 2 cores a 2048x2048 bf16 matmul
 ran at 0.29 GFLOP/s against 148 GFLOP/s in fp32 (500x slower), and one 25-step clip took 12.5 s under bf16
-autocast against 2.7 s in fp32. So "bf16" in Seedance's defaults means "bf16 where it is native":
+autocast against 2.65 s in fp32. So "bf16" in Seedance's defaults means "bf16 where it is native":
 
     resolve_precision("auto", device)   # -> "bf16" or "fp32"
     native_bf16(device)                 # -> bool

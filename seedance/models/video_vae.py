@@ -30,7 +30,9 @@ seconds as the frames): a small conv turns it into per-frame scale and shift
 for the full-frame-rate features (FiLM, zero-initialised, so a decoder without
 it is where training starts). The latents still say what and where; the audio
 says when within the group. Decoded frame f then also depends on about +-2
-frames of audio around it (not causal in the audio).
+frames of audio around it (not causal in the audio). `audio_cue_group` adds a
+second cue (GroupTimingCue) on the input of the last temporal Upsample; it was
+tried and not shipped (README, "Where sync was lost").
 """
 
 from __future__ import annotations
