@@ -39,6 +39,8 @@ def add_sampler_args(parser) -> None:
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
                         help="override transformer_precision")
     parser.add_argument("--shift", type=float, default=None, help="override timestep_shift (the sampling schedule)")
+    parser.add_argument("--compile", action="store_true",
+                        help="regional torch.compile of the transformer before the first clip (sampler.compile_s)")
 
 
 def apply_sampler_args(pipe, args) -> dict:
@@ -46,4 +48,8 @@ def apply_sampler_args(pipe, args) -> dict:
     overrides = {"sync_guidance_scale": args.sync_guidance, "video_led": args.video_led,
                  "transformer_precision": args.precision, "timestep_shift": args.shift}
     pipe.sampling_defaults.update({k: v for k, v in overrides.items() if v is not None})
-    return {k: pipe.sampling_defaults.get(k) for k in SAMPLER_KEYS}
+    settings = {k: pipe.sampling_defaults.get(k) for k in SAMPLER_KEYS}
+    if getattr(args, "compile", False):  # after the overrides: the warm-up compiles at their shapes and precision
+        seconds = pipe.compile_transformer()
+        settings.update(compiled=bool(seconds), compile_s=seconds)
+    return settings

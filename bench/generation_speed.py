@@ -3,6 +3,7 @@
     python bench/generation_speed.py                 # 25 steps with guidance, 2 s clip, median of 5, + scaling
     python bench/generation_speed.py --steps 6       # the few-step setting
     python bench/generation_speed.py --quick         # median of 2, no scaling
+    python bench/generation_speed.py --compile       # the transformer's blocks torch.compile'd first
 
 One process: import + load of the weights (`startup_s`), one warm-up clip, then `--repeats` clips, each
 timed from the prompt to the .mp4 written by the CLI's save path (seedance.generate_cli.save_output:

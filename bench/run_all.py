@@ -39,6 +39,7 @@ HEADLINE = {
     "generation_quality": ["n_clips", "offset_within_1_frame", "event_f1", "chance", "real", "lsec_generated",
                            "lsec_real", "probe_accuracy.", "v2a", "a2v", "ablations"],
     "generation_speed": ["seconds_per_clip_median", "clip_seconds", "rtf", "peak_rss_mb", "steps", "startup_s"],
+    "generation_speed_compiled": ["seconds_per_clip_median", "rtf", "sampler.compiled", "sampler.compile_s"],
     "profile_generation": ["parts_s", "transformer_tflops", "matmul_peak_tflops", "mfu", "bottleneck"],
     "app_load": ["requests", "ok", "p50_s", "p95_s"],
     "transformer_throughput": [""],
@@ -47,6 +48,8 @@ HEADLINE = {
        for k in ("cases", "passed")],
 }
 MAX_ROWS_PER_BENCH = 40
+# one script run again with other options, reported under its own name: name -> (script stem, options)
+VARIANTS = {"generation_speed_compiled": ("generation_speed", ["--compile"])}
 
 
 def headline(name: str, figures: dict[str, object]) -> dict[str, object]:
@@ -84,8 +87,8 @@ def flatten(obj, prefix: str = "") -> dict[str, object]:
     return out
 
 
-def run_bench(script: Path, quick: bool, timeout: float) -> dict:
-    command = [sys.executable, str(script.relative_to(ROOT))] + (["--quick"] if quick else [])
+def run_bench(script: Path, quick: bool, timeout: float, options: list[str] | None = None) -> dict:
+    command = [sys.executable, str(script.relative_to(ROOT))] + (["--quick"] if quick else []) + (options or [])
     shown = "python " + " ".join(command[1:])
     start = time.perf_counter()
     try:
@@ -158,18 +161,21 @@ def main() -> int:
     out = Path(args.out)
     if out.is_file():  # keep earlier figures of benches not rerun now
         results = json.loads(out.read_text()).get("benchmarks", {})
-    for script in scripts:
-        print(f"running {script.name} ...", file=sys.stderr, flush=True)
-        results[script.stem] = {**run_bench(script, args.quick, args.timeout), "machine": machine}
-        status = "ok" if results[script.stem]["ok"] else f"FAILED: {results[script.stem]['error']}"
-        print(f"  {script.name}: {status}", file=sys.stderr, flush=True)
+    runs = [(p.stem, p, []) for p in scripts]
+    runs += [(name, BENCH / f"{stem}.py", options) for name, (stem, options) in VARIANTS.items()
+             if (not wanted and (BENCH / f"{stem}.py") in scripts) or name in wanted]
+    for name, script, options in runs:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        results[name] = {**run_bench(script, args.quick, args.timeout, options), "machine": machine}
+        status = "ok" if results[name]["ok"] else f"FAILED: {results[name]['error']}"
+        print(f"  {name}: {status}", file=sys.stderr, flush=True)
     report = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "benchmarks": results}
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(report, indent=2) + "\n")
     os.replace(tmp, out)
     if not args.no_readme:
         update_readme(table(results, machine))
-    print(json.dumps({"ran": [s.stem for s in scripts], "failed": [k for k, v in results.items() if not v["ok"]]}))
+    print(json.dumps({"ran": [name for name, _, _ in runs], "failed": [k for k, v in results.items() if not v["ok"]]}))
     return 0
 
 

@@ -162,6 +162,53 @@ def test_auto_precision_runs_bf16_only_where_the_cpu_has_it(monkeypatch, native)
     assert not torch.equal(auto.frames, other.frames)
 
 
+def test_compiled_blocks_give_the_eager_clip_and_take_any_prompt_length():
+    """Regional torch.compile: the blocks go through dynamo (here with a counting backend that runs the traced
+    graph as it is, so the clip must be bit-identical; inductor's kernels and speed are measured by
+    bench/generation_speed.py --compile). The warm-up compiles, and a prompt of another length reuses its graphs."""
+    p = tiny_pipeline()
+    perturb_outputs(p.transformer)
+    kw = dict(output_type="latent", num_inference_steps=2)
+    prompts = ["a ball", "a red ball bounces on a wooden floor while a drum plays twice"]
+    eager = [p(text, generator=gen(), **kw) for text in prompts]
+    graphs = []
+
+    def counting_backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    torch._dynamo.reset()
+    try:
+        assert p.compile_transformer(backend=counting_backend) > 0
+        compiled_at_warmup = len(graphs)
+        compiled = [p(text, generator=gen(), **kw) for text in prompts]
+    finally:
+        torch._dynamo.reset()
+    assert compiled_at_warmup >= 1 and len(graphs) == compiled_at_warmup  # no new graph for new prompt lengths
+    for e, c in zip(eager, compiled):
+        assert torch.equal(e.frames, c.frames) and torch.equal(e.audio, c.audio)
+
+
+def test_a_failing_compiler_leaves_the_pipeline_eager_with_one_warning():
+    p = tiny_pipeline()
+    perturb_outputs(p.transformer)
+    kw = dict(output_type="latent", num_inference_steps=2)
+    before = p("a ball", generator=gen(), **kw)
+
+    def no_compiler(gm, example_inputs):
+        raise RuntimeError("no C++ compiler found")
+
+    torch._dynamo.reset()
+    try:
+        with pytest.warns(UserWarning, match=r"^torch.compile is not available here \(.*no C\+\+ compiler found.*\); "
+                                             "generating without it$"):
+            assert p.compile_transformer(backend=no_compiler) == 0.0
+        after = p("a ball", generator=gen(), **kw)
+    finally:
+        torch._dynamo.reset()
+    assert torch.equal(before.frames, after.frames) and torch.equal(before.audio, after.audio)
+
+
 def test_timestep_shift_bends_the_schedule_of_this_call_only(pipe):
     seen = {}
 

@@ -289,6 +289,7 @@ class SeedanceTransformer(ModelMixin, ConfigMixin):
 
     _supports_gradient_checkpointing = True
     _no_split_modules = ["DualBranchBlock"]
+    _repeated_blocks = ["DualBranchBlock"]  # diffusers' compile_repeated_blocks: one compiled graph serves all six
 
     @register_to_config
     def __init__(
@@ -468,7 +469,11 @@ class SeedanceTransformer(ModelMixin, ConfigMixin):
         mod_v, out_shift_v, out_scale_v = self.video_cond(timestep, audio_timestep, pooled)
         mod_a, out_shift_a, out_scale_a = self.audio_cond(audio_timestep, timestep, pooled)
 
-        # 3. blocks
+        # 3. blocks. The text length changes with the prompt: marked dynamic, compiled blocks (regional
+        # torch.compile) take any prompt with one graph instead of compiling again per length. A no-op when eager.
+        torch._dynamo.maybe_mark_dynamic(text, 1)
+        if text_bias is not None:
+            torch._dynamo.maybe_mark_dynamic(text_bias, 3)
         for block in self.blocks:
             args = (h_v, h_a, mod_v, mod_a, text, text_bias, rope_v, rope_a, cm_rope_v, cm_rope_a, dt_va, cm_scale)
             if torch.is_grad_enabled() and self.gradient_checkpointing:
