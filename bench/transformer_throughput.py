@@ -1,6 +1,7 @@
 """Training and sampling throughput of the SeedanceTransformer on this machine, as JSON.
 
     .venv/bin/python bench/transformer_throughput.py [--quick] [--threads 1]
+    .venv/bin/python bench/transformer_throughput.py --threads 2 --precisions fp32 --compile   # + compiled blocks
 
 Measures one optimiser step (forward + backward + AdamW) at the shipped size (weights/seedance-tiny/transformer/
 config.json when it exists, else the recipe's model for the shipped VAEs and text encoder) for each attention kernel
@@ -90,7 +91,14 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--patch-size", type=int, default=0, help="override the config's spatial patch (0: keep it)")
+    p.add_argument("--precisions", default="fp32,bf16", help="comma-separated, of fp32 and bf16")
+    p.add_argument("--compile", action="store_true",
+                   help="then compile the blocks (regional torch.compile, inductor) and time the training step again "
+                        "at the precision auto picks here (compile_train_s: the first compiled step)")
     args = p.parse_args()
+    precisions = [x for x in args.precisions.split(",") if x]
+    if not precisions or set(precisions) - {"fp32", "bf16"}:
+        p.error(f"--precisions takes fp32 and/or bf16, got {args.precisions!r}")
     torch.set_num_threads(args.threads)
     repeats = 2 if args.quick else 5
     bs = 8 if args.quick else args.batch_size
@@ -105,7 +113,7 @@ def main() -> None:
     results = {}
     for backend in ("matmul", "sdpa"):
         tav.ATTENTION_BACKEND = backend
-        for precision in ("fp32", "bf16"):
+        for precision in precisions:
 
             def step(low: bool = precision == "bf16"):
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
@@ -118,12 +126,30 @@ def main() -> None:
             results[f"train_step_s_{backend}_{precision}"] = round(time_it(step, repeats), 4)
     tav.ATTENTION_BACKEND = "matmul"
     xs = batch(3, config, shapes)
-    for precision in ("fp32", "bf16"):
+    for precision in precisions:
         def forward(low: bool = precision == "bf16"):
             with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
                 model(**xs)
 
         results[f"sample_forward_s_{precision}"] = round(time_it(forward, repeats * 4), 4)
+    if args.compile:
+        from seedance.hardware import resolve_precision
+
+        precision = resolve_precision("auto", "cpu")
+        model.compile_repeated_blocks()  # in place: the eager figures above were taken before
+
+        def compiled_step(low: bool = precision == "bf16"):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
+                out = model(**x)
+                loss = out.sample.square().mean() + out.audio_sample.square().mean()
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        t0 = time.perf_counter()
+        compiled_step()
+        results["compile_train_s"] = round(time.perf_counter() - t0, 1)
+        results[f"train_step_s_matmul_{precision}_compiled"] = round(time_it(compiled_step, repeats), 4)
     best = min((k for k in results if k.startswith("train_step")), key=results.get)
     print(json.dumps({
         "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),

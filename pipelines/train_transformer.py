@@ -107,6 +107,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="auto: bf16 autocast where the device runs bf16 natively, fp32 elsewhere "
                         "(seedance/hardware.py)")
     p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument("--compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
+                   help="torch.compile the transformer's blocks (regional; BACKEND defaults to inductor). On a 2-core "
+                        "CPU without native bf16 a batch-32 fp32 step took 14-27%% less time; the first compile took "
+                        "about 2 minutes (README, 'Compiled transformer')")
     p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: leave torch's default)")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even where a GPU is present")
     p.add_argument("--seed", type=int, default=0)
@@ -123,7 +127,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--export-dtype", default="bf16", choices=("fp32", "bf16", "fp16"))
     p.add_argument("--cache-only", action="store_true", help="build the latent cache and stop")
     p.add_argument("--render-only", action="store_true", help="render the cache's clips (no weights needed), stop")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.compile is not None and args.compile not in torch._dynamo.list_backends(exclude_tags=()):
+        p.error(f"--compile: unknown backend {args.compile!r}; use inductor (the default), aot_eager or eager")
+    return args
 
 
 # ---------------------------------------------------------------------------------------------- components
@@ -698,6 +705,8 @@ def main(argv: list[str] | None = None) -> int:
     model = build_model(args, comps, meta, tuple(tensors["latents"].shape[-2:]))
     if args.gradient_checkpointing:
         model.enable_gradient_checkpointing()
+    if args.compile:  # in place: parameter names, checkpoints and exports stay those of the plain model
+        model.compile_repeated_blocks(backend=args.compile)
     ema = EMA(model, args.ema_decay)
     decay, no_decay = [], []
     for name, prm in model.named_parameters():
