@@ -111,19 +111,21 @@ def main() -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = batch(bs, config, shapes)
     results = {}
+
+    def train_step(precision: str):
+        def step():
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                out = model(**x)
+                loss = out.sample.square().mean() + out.audio_sample.square().mean()
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        return step
+
     for backend in ("matmul", "sdpa"):
         tav.ATTENTION_BACKEND = backend
         for precision in precisions:
-
-            def step(low: bool = precision == "bf16"):
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
-                    out = model(**x)
-                    loss = out.sample.square().mean() + out.audio_sample.square().mean()
-                loss.backward()
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-
-            results[f"train_step_s_{backend}_{precision}"] = round(time_it(step, repeats), 4)
+            results[f"train_step_s_{backend}_{precision}"] = round(time_it(train_step(precision), repeats), 4)
     tav.ATTENTION_BACKEND = "matmul"
     xs = batch(3, config, shapes)
     for precision in precisions:
@@ -137,15 +139,7 @@ def main() -> None:
 
         precision = resolve_precision("auto", "cpu")
         model.compile_repeated_blocks()  # in place: the eager figures above were taken before
-
-        def compiled_step(low: bool = precision == "bf16"):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
-                out = model(**x)
-                loss = out.sample.square().mean() + out.audio_sample.square().mean()
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-
+        compiled_step = train_step(precision)
         t0 = time.perf_counter()
         compiled_step()
         results["compile_train_s"] = round(time.perf_counter() - t0, 1)
