@@ -128,6 +128,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cache-only", action="store_true", help="build the latent cache and stop")
     p.add_argument("--render-only", action="store_true", help="render the cache's clips (no weights needed), stop")
     args = p.parse_args(argv)
+    import torch._dynamo
+
     if args.compile is not None and args.compile not in torch._dynamo.list_backends(exclude_tags=()):
         p.error(f"--compile: unknown backend {args.compile!r}; use inductor (the default), aot_eager or eager")
     return args

@@ -31,6 +31,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch._dynamo  # maybe_mark_dynamic for compiled blocks (already loaded by diffusers; explicit here)
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
