@@ -208,7 +208,7 @@ class SeedancePipeline(DiffusionPipeline):
         The six blocks share one compiled graph (diffusers' `compile_repeated_blocks`), and the text length is
         dynamic, so any prompt runs without compiling again; a new duration or batch size compiles once more. On
         a 2-core CPU without native bf16 a 2 s clip took 2.46 s instead of 3.72 s, with the same quality figures
-        on 66 prompts; the compile itself took 38-39 s the first time and about 9 s once torch's on-disk cache held
+        on 66 prompts; the compile itself took 46 s with an empty torch cache and about 9 s once its on-disk cache held
         it (README, "Compiled transformer"). It pays for a server or a batch of clips, not for one clip. Outputs
         differ from eager by float rounding only, so a seed gives the same clip on every compiled run, but not
         bit for bit the eager clip.

@@ -109,7 +109,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
                    help="torch.compile the transformer's blocks (regional; BACKEND defaults to inductor). On a 2-core "
-                        "CPU without native bf16 a batch-32 fp32 step took 12-21%% less time; the first compile took "
+                        "CPU without native bf16 a batch-32 fp32 step took 12-35%% less time; the first compile took "
                         "about 2 minutes (README, 'Compiled transformer')")
     p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: leave torch's default)")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even where a GPU is present")
