@@ -26,7 +26,7 @@ def run_on_weights(args, run: Callable[[object], dict]) -> int:
 
 
 SAMPLER_KEYS = ("num_inference_steps", "guidance_scale", "audio_guidance_scale", "sync_guidance_scale", "video_led",
-                "transformer_precision", "timestep_shift")
+                "transformer_precision", "timestep_shift", "guidance_stop")
 
 
 def add_sampler_args(parser) -> None:
@@ -39,6 +39,8 @@ def add_sampler_args(parser) -> None:
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
                         help="override transformer_precision")
     parser.add_argument("--shift", type=float, default=None, help="override timestep_shift (the sampling schedule)")
+    parser.add_argument("--guidance-stop", type=float, default=None,
+                        help="override guidance_stop (share of the steps that run the guidance passes)")
     parser.add_argument("--compile", action="store_true",
                         help="regional torch.compile of the transformer before the first clip (sampler.compile_s)")
 
@@ -46,7 +48,8 @@ def add_sampler_args(parser) -> None:
 def apply_sampler_args(pipe, args) -> dict:
     """Write the given overrides into the pipeline's defaults; returns the sampler settings now in force."""
     overrides = {"sync_guidance_scale": args.sync_guidance, "video_led": args.video_led,
-                 "transformer_precision": args.precision, "timestep_shift": args.shift}
+                 "transformer_precision": args.precision, "timestep_shift": args.shift,
+                 "guidance_stop": args.guidance_stop}
     pipe.sampling_defaults.update({k: v for k, v in overrides.items() if v is not None})
     settings = {k: pipe.sampling_defaults.get(k) for k in SAMPLER_KEYS}
     if getattr(args, "compile", False):  # after the overrides: the warm-up compiles at their shapes and precision

@@ -297,7 +297,7 @@ class SeedancePipeline(DiffusionPipeline):
     # ------------------------------------------------------------------ checks
     def check_inputs(self, prompt, negative_prompt, num_inference_steps, guidance_scale, audio_guidance_scale,
                      sync_guidance_scale, height, width, frame_rate, video, audio, output_type,
-                     callback_on_step_end_tensor_inputs, timestep_shift=1.0):
+                     callback_on_step_end_tensor_inputs, timestep_shift=1.0, guidance_stop=1.0):
         if not isinstance(prompt, (str, list)) or (isinstance(prompt, list) and
                                                   (not prompt or not all(isinstance(p, str) for p in prompt))):
             raise SeedanceError("prompt must be a string or a non-empty list of strings")
@@ -314,6 +314,10 @@ class SeedancePipeline(DiffusionPipeline):
         if not 0 < timestep_shift <= MAX_TIMESTEP_SHIFT:
             raise SeedanceError(f"timestep_shift must be above 0 and at most {MAX_TIMESTEP_SHIFT} (1: the plain "
                                 f"schedule), got {timestep_shift!r}")
+        _finite("guidance_stop", guidance_stop)
+        if not 0 <= guidance_stop <= 1:
+            raise SeedanceError(f"guidance_stop must be from 0 to 1 (the share of the steps that run the guidance "
+                                f"passes; 1: every step), got {guidance_stop!r}")
         step = self.vae_spatial_compression * self.transformer.config.patch_size
         for name, value in (("height", height), ("width", width)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0 or value % step:
@@ -391,6 +395,7 @@ class SeedancePipeline(DiffusionPipeline):
         video_led: bool | None = None,
         transformer_precision: str | None = None,
         timestep_shift: float | None = None,
+        guidance_stop: float | None = None,
         output_type: str = "np",
         return_dict: bool = True,
         callback_on_step_end: Callable | None = None,
@@ -405,6 +410,7 @@ class SeedancePipeline(DiffusionPipeline):
         video_led = bool(d.get("video_led", False) if video_led is None else video_led)
         if timestep_shift is None:
             timestep_shift = d.get("timestep_shift", self.scheduler.config.get("shift", 1.0))
+        guidance_stop = d.get("guidance_stop", 1.0) if guidance_stop is None else guidance_stop
         precision = d.get("transformer_precision", "auto") if transformer_precision is None else transformer_precision
         if precision not in PRECISIONS:
             raise SeedanceError(f"transformer_precision must be one of {', '.join(map(repr, PRECISIONS))}, "
@@ -417,7 +423,7 @@ class SeedancePipeline(DiffusionPipeline):
         # 1. check inputs
         self.check_inputs(prompt, negative_prompt, num_inference_steps, guidance_scale, audio_guidance_scale,
                           sync_guidance_scale, height, width, frame_rate, video, audio, output_type,
-                          callback_on_step_end_tensor_inputs, timestep_shift)
+                          callback_on_step_end_tensor_inputs, timestep_shift, guidance_stop)
         duration, n_frames, n_samples = self._resolve_length(num_frames, duration, video, audio)
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         batch = len(prompts)
@@ -485,7 +491,6 @@ class SeedancePipeline(DiffusionPipeline):
         text = torch.cat([states[s] for _, s in passes])
         text_mask = torch.cat([mask[s] for _, s in passes])
         text_pooled = torch.cat([pooled[s] for _, s in passes])
-        n_pass = len(passes)
         cm_scale = torch.tensor([0.0 if name == "nocm" else float(cross_modal) for name, _ in passes],
                                 device=device).repeat_interleave(batch)
 
@@ -500,39 +505,46 @@ class SeedancePipeline(DiffusionPipeline):
         # 6. denoise
         video_led = video_led and cross_modal and given_video is None and given_audio is None
         video_estimate = None  # [B,C,F,h,w] clean-video estimate of the previous step (video-led sampling)
-        # the led row's conditioning: the conditional text, cross-modal attention on
-        led_text, led_mask = torch.cat([text, text[:batch]]), torch.cat([text_mask, text_mask[:batch]])
-        led_pooled, led_cm = torch.cat([text_pooled, text_pooled[:batch]]), torch.cat([cm_scale, cm_scale[:batch]])
+        # guidance passes run on the first `guided_steps` steps only; after them the conditional pass alone
+        guided_steps = round(guidance_stop * num_inference_steps)
         with self.progress_bar(total=num_inference_steps) as progress_bar:
             for i, t in enumerate(timesteps):
                 t_v = torch.zeros(batch, device=device) if given_video is not None else t.expand(batch).float()
                 t_a = torch.zeros(batch, device=device) if given_audio is not None else t.expand(batch).float()
                 led = video_led and video_estimate is not None
-                rows_v, rows_tv = [latents] * n_pass, [t_v] * n_pass
+                step_passes = passes if i < guided_steps else passes[:1]  # passes[0] is "cond"
+                rows = len(step_passes) * batch  # the passes' rows come first in text, text_mask, ...
+                step_text, step_mask = text[:rows], text_mask[:rows]
+                step_pooled, step_cm = text_pooled[:rows], cm_scale[:rows]
+                rows_v, rows_tv = [latents] * len(step_passes), [t_v] * len(step_passes)
                 if led:  # one more row: text-conditional, video clean (its estimate), audio noised
                     rows_v, rows_tv = rows_v + [video_estimate], rows_tv + [torch.zeros_like(t_v)]
+                    step_text = torch.cat([step_text, text[:batch]])
+                    step_mask = torch.cat([step_mask, text_mask[:batch]])
+                    step_pooled = torch.cat([step_pooled, text_pooled[:batch]])
+                    step_cm = torch.cat([step_cm, cm_scale[:batch]])
                 n_rows = len(rows_v)
                 with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                     out = self.transformer(
                         hidden_states=torch.cat(rows_v).to(self.transformer.dtype),
                         audio_hidden_states=audio_latents.repeat(n_rows, 1, 1).to(self.transformer.dtype),
-                        encoder_hidden_states=(led_text if led else text).to(self.transformer.dtype),
-                        pooled_projections=(led_pooled if led else text_pooled).to(self.transformer.dtype),
+                        encoder_hidden_states=step_text.to(self.transformer.dtype),
+                        pooled_projections=step_pooled.to(self.transformer.dtype),
                         timestep=torch.cat(rows_tv),
                         audio_timestep=t_a.repeat(n_rows),
-                        encoder_attention_mask=led_mask if led else text_mask,
-                        cross_modal=(led_cm if led else cm_scale) if cross_modal else False,
+                        encoder_attention_mask=step_mask,
+                        cross_modal=step_cm if cross_modal else False,
                     )
                 v_all, va_all = out.sample.float().chunk(n_rows), out.audio_sample.float().chunk(n_rows)
-                parts = {name: (v_all[k], va_all[k]) for k, (name, _) in enumerate(passes)}
+                parts = {name: (v_all[k], va_all[k]) for k, (name, _) in enumerate(step_passes)}
                 if led:  # the audio reads the placed video: its conditional velocity comes from the led row
-                    parts["cond"] = (parts["cond"][0], va_all[n_pass])
+                    parts["cond"] = (parts["cond"][0], va_all[len(step_passes)])
                 v, va = parts["cond"]
-                if use_cfg:
+                if use_cfg and "uncond" in parts:
                     vu, vau = parts["uncond"]
                     v = vu + guidance_scale * (v - vu) if use_cfg_v else v
                     va = vau + audio_guidance_scale * (va - vau) if use_cfg_a else va
-                if use_sync:
+                if use_sync and "nocm" in parts:
                     vc, vac = parts["cond"]
                     vn, van = parts["nocm"]
                     v = v + sync_guidance_scale * (vc - vn)
