@@ -163,12 +163,13 @@ class SeedanceService:
         return get_preset("tiny")
 
     def pipeline_defaults(self) -> dict:
-        """The loaded pipeline's default steps, guidance scales and timestep shift (the UI's initial values)."""
+        """The loaded pipeline's default steps, guidance scales, timestep shift and guidance stop (the UI's initial
+        values)."""
         if not self.has_generator:
             return {}
         defaults = getattr(self._pipe, "sampling_defaults", None) or {}
         names = ("num_inference_steps", "guidance_scale", "audio_guidance_scale", "sync_guidance_scale",
-                 "timestep_shift")
+                 "timestep_shift", "guidance_stop")
         return {k: defaults[k] for k in names if isinstance(defaults.get(k), (int, float))}
 
     def text_model(self):
@@ -246,7 +247,7 @@ class SeedanceService:
     # ---- text -> clip -------------------------------------------------------------------------------------
 
     def settings(self, steps, seed, randomize_seed, guidance, audio_guidance, sync_guidance,
-                 negative_prompt=None, duration=None, timestep_shift=None) -> tuple[dict, int]:
+                 negative_prompt=None, duration=None, timestep_shift=None, guidance_stop=None) -> tuple[dict, int]:
         """Validated pipeline kwargs (through the CLI's call_kwargs) and the seed to use."""
         if randomize_seed:
             seed = random.SystemRandom().randint(0, MAX_SEED)
@@ -258,26 +259,29 @@ class SeedanceService:
             scales[name] = None if value is None else check_number(name, value, 0.0, MAX_GUIDANCE)
         if timestep_shift is not None:
             timestep_shift = check_number("timestep shift", timestep_shift, MIN_SHIFT, MAX_SHIFT)
+        if guidance_stop is not None:
+            guidance_stop = check_number("guidance stop", guidance_stop, 0.0, 1.0)
         args = Namespace(steps=steps, guidance=scales["video guidance"], audio_guidance=scales["audio guidance"],
                          sync_guidance=scales["sync guidance"], negative_prompt=negative_prompt or None,
-                         duration=duration, shift=timestep_shift)
+                         duration=duration, shift=timestep_shift, guidance_stop=guidance_stop)
         return call_kwargs(args), seed
 
     def generate(self, prompt, negative_prompt=None, duration=None, steps=None, seed=0, randomize_seed=False,
-                 guidance=None, audio_guidance=None, sync_guidance=None, timestep_shift=None) -> ClipResult:
+                 guidance=None, audio_guidance=None, sync_guidance=None, timestep_shift=None,
+                 guidance_stop=None) -> ClipResult:
         prompt = check_prompt(prompt, self.limits)
         negative_prompt = check_prompt(negative_prompt, self.limits, required=False, what="negative prompt")
         preset = self.preset
         if duration is not None:
             duration = check_number("duration (s)", duration, MIN_DURATION_S, preset.max_duration_s)
         kwargs, seed = self.settings(steps, seed, randomize_seed, guidance, audio_guidance, sync_guidance,
-                                     negative_prompt, duration, timestep_shift)
+                                     negative_prompt, duration, timestep_shift, guidance_stop)
         output, seconds = self._run(prompt, seed, kwargs)
         return self._finish(output, seconds, {"mode": "text-to-clip", "prompt": prompt, "seed": seed, **kwargs},
                             seed, "clip.mp4")
 
     def dub(self, video, prompt="", steps=None, seed=0, randomize_seed=False, guidance=None, audio_guidance=None,
-            sync_guidance=None, timestep_shift=None) -> ClipResult:
+            sync_guidance=None, timestep_shift=None, guidance_stop=None) -> ClipResult:
         """Video -> audio: the uploaded picture gets a generated soundtrack."""
         from seedance.data.media import read_clip
 
@@ -285,7 +289,7 @@ class SeedanceService:
         check_upload(video, self.limits, "video", "video")
         preset = self.preset
         kwargs, seed = self.settings(steps, seed, randomize_seed, guidance, audio_guidance, sync_guidance,
-                                     timestep_shift=timestep_shift)
+                                     timestep_shift=timestep_shift, guidance_stop=guidance_stop)
         clip = read_clip(video, fps=preset.fps, size=(preset.height, preset.width), sample_rate=preset.sample_rate,
                          require_audio=False)
         duration = min(clip.frames.shape[0] / preset.fps, preset.max_duration_s)
@@ -297,7 +301,8 @@ class SeedanceService:
                                               "duration": duration, **kwargs}, seed, "dubbed.mp4")
 
     def lipsync(self, audio, prompt="a cartoon face talking", steps=None, seed=0, randomize_seed=False,
-                guidance=None, audio_guidance=None, sync_guidance=None, timestep_shift=None) -> ClipResult:
+                guidance=None, audio_guidance=None, sync_guidance=None, timestep_shift=None,
+                guidance_stop=None) -> ClipResult:
         """Audio -> video: a picture that moves with the uploaded or recorded sound."""
         prompt = check_prompt(prompt, self.limits)
         check_upload(audio, self.limits, "audio", "audio")
@@ -305,7 +310,7 @@ class SeedanceService:
 
         preset = self.preset
         kwargs, seed = self.settings(steps, seed, randomize_seed, guidance, audio_guidance, sync_guidance,
-                                     timestep_shift=timestep_shift)
+                                     timestep_shift=timestep_shift, guidance_stop=guidance_stop)
         wave = read_audio(audio, sample_rate=preset.sample_rate)
         duration = min(wave.shape[0] / preset.sample_rate, preset.max_duration_s)
         if duration < MIN_DURATION_S:

@@ -5,12 +5,12 @@
 
 Endpoints (gradio_client: `Client(url).predict(..., api_name="/generate")`):
     /generate      prompt, negative_prompt, duration, steps, seed, randomize_seed, guidance, audio_guidance,
-                   sync_guidance, timestep_shift -> video, plot, report, seed
+                   sync_guidance, timestep_shift, guidance_stop -> video, plot, report, seed
     /dub           video, prompt, steps, seed, randomize_seed, guidance, audio_guidance, sync_guidance,
-                   timestep_shift -> same
+                   timestep_shift, guidance_stop -> same
     /lipsync       audio, prompt, steps, seed, randomize_seed, guidance, audio_guidance, sync_guidance,
-                   timestep_shift -> same
-    (timestep_shift may be left out: the model's default)
+                   timestep_shift, guidance_stop -> same
+    (timestep_shift and guidance_stop may be left out: the model's defaults)
     /evaluate      clip -> report, shift plot, clip plot
     /encode_text   text -> tokens table, Engram heatmap, MoE routing heatmap, info, nearest training captions
 
@@ -85,7 +85,7 @@ def example_prompts(per_scene: int = 2) -> dict[str, list[str]]:
     return out
 
 
-def _guidance_controls(defaults: dict) -> tuple[gr.Slider, gr.Slider, gr.Slider, gr.Slider]:
+def _guidance_controls(defaults: dict) -> tuple[gr.Slider, gr.Slider, gr.Slider, gr.Slider, gr.Slider]:
     with gr.Accordion("Advanced", open=False):
         guidance = gr.Slider(0.0, MAX_GUIDANCE, value=defaults["guidance_scale"], step=0.1, label="video guidance",
                              info="classifier-free guidance of the picture")
@@ -96,7 +96,9 @@ def _guidance_controls(defaults: dict) -> tuple[gr.Slider, gr.Slider, gr.Slider,
                                   info="push away from the uncoupled (unsynchronised) prediction")
         shift = gr.Slider(MIN_SHIFT, MAX_SHIFT, value=defaults["timestep_shift"], step=0.25, label="timestep shift",
                           info="above 1: more steps at high noise; 8 steps with shift 3 is the fast sampler")
-    return guidance, audio_guidance, sync_guidance, shift
+        stop = gr.Slider(0.0, 1.0, value=defaults["guidance_stop"], step=0.05, label="guidance stop",
+                         info="share of the steps that are guided; the last ones run unguided")
+    return guidance, audio_guidance, sync_guidance, shift, stop
 
 
 def _seed_controls(prefix: str) -> tuple[gr.Number, gr.Checkbox]:
@@ -123,29 +125,32 @@ def build_app(service: SeedanceService, default_steps: int | None = None, concur
     steps_default = default_steps or pipe_defaults.get("num_inference_steps", DEFAULT_STEPS)
     guidance_defaults = {k: pipe_defaults.get(k, v) for k, v in DEFAULT_GUIDANCE.items()}
     guidance_defaults["timestep_shift"] = pipe_defaults.get("timestep_shift", 1.0)
+    guidance_defaults["guidance_stop"] = pipe_defaults.get("guidance_stop", 1.0)
 
     @user_errors
     def generate(prompt, negative_prompt, duration, steps, seed, randomize_seed, guidance, audio_guidance,
-                 sync_guidance, timestep_shift=None, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
+                 sync_guidance, timestep_shift=None, guidance_stop=None,
+                 progress=gr.Progress(track_tqdm=True)):  # noqa: B008
         progress(0, desc="generating")
         r = service.generate(prompt, negative_prompt, duration, steps, seed, randomize_seed, guidance,
-                             audio_guidance, sync_guidance, timestep_shift)
+                             audio_guidance, sync_guidance, timestep_shift, guidance_stop)
         return r.video, r.plot, r.report, r.seed
 
     @user_errors
     def dub(video, prompt, steps, seed, randomize_seed, guidance, audio_guidance, sync_guidance, timestep_shift=None,
-            progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (Gradio's idiom)
+            guidance_stop=None, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (Gradio's idiom)
         progress(0, desc="dubbing")
         r = service.dub(video, prompt, steps, seed, randomize_seed, guidance, audio_guidance, sync_guidance,
-                        timestep_shift)
+                        timestep_shift, guidance_stop)
         return r.video, r.plot, r.report, r.seed
 
     @user_errors
     def lipsync(audio, prompt, steps, seed, randomize_seed, guidance, audio_guidance, sync_guidance,
-                timestep_shift=None, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (Gradio's idiom)
+                timestep_shift=None, guidance_stop=None,
+                progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (Gradio's idiom)
         progress(0, desc="animating")
         r = service.lipsync(audio, prompt, steps, seed, randomize_seed, guidance, audio_guidance, sync_guidance,
-                            timestep_shift)
+                            timestep_shift, guidance_stop)
         return r.video, r.plot, r.report, r.seed
 
     @user_errors

@@ -40,6 +40,9 @@ def add_sampling_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guidance", type=float, default=None, help="video classifier-free guidance scale")
     parser.add_argument("--audio-guidance", type=float, default=None, help="audio classifier-free guidance scale")
     parser.add_argument("--sync-guidance", type=float, default=None, help="push away from the uncoupled prediction")
+    parser.add_argument("--guidance-stop", type=float, default=None,
+                        help="share of the steps (0-1) that run the guidance passes; the rest run the conditional "
+                             "pass alone (default: the model's)")
     parser.add_argument("--negative-prompt", default=None)
     parser.add_argument("--video-led", action=argparse.BooleanOptionalAction, default=None,
                         help="text -> clip: denoise the audio against the video's running clean estimate "
@@ -92,7 +95,7 @@ def check_finite(name: str, value: float | None) -> None:
 
 def call_kwargs(args: argparse.Namespace) -> dict:
     """Only the settings the user gave; the pipeline's defaults fill the rest."""
-    for name in ("guidance", "audio_guidance", "sync_guidance", "shift"):
+    for name in ("guidance", "audio_guidance", "sync_guidance", "shift", "guidance_stop"):
         check_finite(name.replace("_", "-"), getattr(args, name, None))
     if args.steps is not None and args.steps <= 0:
         raise SeedanceError(f"--steps must be a positive whole number, got {args.steps}")
@@ -106,6 +109,7 @@ def call_kwargs(args: argparse.Namespace) -> dict:
         "video_led": getattr(args, "video_led", None),
         "transformer_precision": getattr(args, "precision", None),
         "timestep_shift": getattr(args, "shift", None),
+        "guidance_stop": getattr(args, "guidance_stop", None),
     }
     if getattr(args, "fast", False):
         mapping.update({k: v for k, v in FAST_SAMPLING.items() if mapping[k] is None})

@@ -128,6 +128,10 @@ def test_generate_gives_h264_aac_clip_of_requested_duration(served):
     assert report["settings"]["timestep_shift"] == 1.0  # the slider starts at the model's default
     _, _, shifted, _ = generate(client, duration=1.0, seed=7, timestep_shift=3.0)
     assert shifted["settings"]["timestep_shift"] == 3.0
+    stop = service.pipe.sampling_defaults.get("guidance_stop", 1.0)
+    assert report["settings"]["guidance_stop"] == stop  # the slider starts at the model's default
+    _, _, stopped, _ = generate(client, duration=1.0, seed=7, timestep_shift=3.0, guidance_stop=0.5)
+    assert stopped["settings"]["guidance_stop"] == 0.5
     for key in ("offset_frames", "offset_ms", "confidence", "av_align", "event_f1", "lse_d", "lse_c"):
         assert key in report
     assert report["lse_d"] is not None and report["lse_c"] is not None
@@ -263,6 +267,7 @@ def test_routing_heatmap_matches_the_model_s_own_expert_loads(served):
         ("guidance", "greater than maximum value 30"),
         ("duration", "greater than maximum value 8"),
         ("shift", "less than minimum value 0.25"),
+        ("stop", "greater than maximum value 1"),
     ],
 )
 def test_bad_generate_settings_get_one_line_errors(served, case, message):
@@ -274,6 +279,7 @@ def test_bad_generate_settings_get_one_line_errors(served, case, message):
         "guidance": dict(guidance=1e6),
         "duration": dict(duration=600.0),
         "shift": dict(timestep_shift=0.0),
+        "stop": dict(timestep_shift=1.0, guidance_stop=1.5),
     }[case]
     prompt = kwargs.pop("prompt", "a red ball")
     with pytest.raises(AppError) as err:

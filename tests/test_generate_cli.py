@@ -84,6 +84,8 @@ def test_dub_and_lipsync_keep_the_given_modality(model_dir, tmp_path):
         (["generate", "a ball", "-o", "x.mp4", "--guidance", "nan"], "--guidance"),
         (["generate", "a ball", "-o", "x.mp4", "--shift", "nan"], "--shift"),
         (["generate", "a ball", "-o", "x.mp4", "--shift", "-1"], "timestep_shift"),
+        (["generate", "a ball", "-o", "x.mp4", "--guidance-stop", "nan"], "--guidance-stop"),
+        (["generate", "a ball", "-o", "x.mp4", "--guidance-stop", "2"], "guidance_stop"),
         (["generate", "a ball", "-o", "x.mp4", "--duration", "60"], "duration"),
         (["generate", "a ball", "-o", "x.gif"], "unsupported output"),
         (["dub", "does not exist.mp4", "-o", "x.mp4"], "no such file"),
@@ -108,6 +110,7 @@ def test_fast_flag_picks_the_few_step_sampler_unless_told_otherwise():
         "num_inference_steps": 12, "timestep_shift": FAST_SAMPLING["timestep_shift"]}
     assert call_kwargs(parse(["dub", "v.mp4", "--shift", "2"])) == {"timestep_shift": 2.0}
     assert "timestep_shift" not in call_kwargs(parse(["generate", "a ball"]))
+    assert call_kwargs(parse(["generate", "a ball", "--guidance-stop", "0.5"])) == {"guidance_stop": 0.5}
 
 
 def test_missing_weights_folder_says_what_to_do(tmp_path, capsys):

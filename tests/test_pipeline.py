@@ -230,6 +230,34 @@ def test_timestep_shift_bends_the_schedule_of_this_call_only(pipe):
     assert pipe.scheduler.shift == 1.0
 
 
+def test_guidance_stop_runs_the_guidance_passes_on_the_first_steps_only(pipe):
+    rows = []
+    hook = pipe.transformer.register_forward_pre_hook(lambda m, args, kwargs: rows.append(
+        kwargs["hidden_states"].shape[0]), with_kwargs=True)
+    try:
+        kw = dict(num_inference_steps=5, output_type="latent", guidance_scale=3.0,
+                  audio_guidance_scale=3.0, sync_guidance_scale=2.0)
+        full = pipe("a", generator=gen(), **kw)
+        default = rows[:]
+        rows.clear()
+        stopped = pipe("a", generator=gen(), guidance_stop=0.6, **kw)
+        assert rows == [3, 3, 3, 1, 1] and default == [3] * 5  # cond + uncond + no-cross-modal, then cond alone
+        rows.clear()
+        led = pipe("a", generator=gen(), guidance_stop=0.6, video_led=True, **kw)
+        assert rows == [3, 4, 4, 2, 2]  # the video-led row rides along after the stop
+    finally:
+        hook.remove()
+    assert not torch.equal(full.frames, stopped.frames) and not torch.equal(stopped.audio, led.audio)
+    # with no step guided the scales no longer matter: the conditional pass alone makes the clip
+    other_scales = dict(guidance_scale=5.0, audio_guidance_scale=1.5, sync_guidance_scale=4.0)
+    none = pipe("a", generator=gen(), **{**kw, "guidance_stop": 0.0})
+    none_other = pipe("a", generator=gen(), **{**kw, **other_scales, "guidance_stop": 0.0})
+    assert torch.equal(none.frames, none_other.frames) and torch.equal(none.audio, none_other.audio)
+    other_stopped = pipe("a", generator=gen(), **{**kw, **other_scales, "guidance_stop": 0.6})
+    assert not torch.equal(other_stopped.frames, stopped.frames)
+    assert torch.equal(pipe("a", generator=gen(), **{**kw, "guidance_stop": 1.0}).frames, full.frames)
+
+
 def test_callback_on_step_end_sees_every_step_and_can_edit_latents(pipe):
     seen = []
 
@@ -267,6 +295,9 @@ def test_callback_on_step_end_sees_every_step_and_can_edit_latents(pipe):
         (dict(timestep_shift=0.0), "timestep_shift"),
         (dict(timestep_shift=float("nan")), "timestep_shift"),
         (dict(timestep_shift=100.0), "timestep_shift"),
+        (dict(guidance_stop=float("nan")), "guidance_stop"),
+        (dict(guidance_stop=1.5), "guidance_stop"),
+        (dict(guidance_stop=-0.1), "guidance_stop"),
     ],
 )
 def test_bad_settings_give_one_line_errors(pipe, kwargs, message):
