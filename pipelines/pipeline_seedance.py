@@ -62,6 +62,7 @@ DEFAULT_SAMPLING = {
     "sync_guidance_scale": 1.0,
     "video_led": False,
     "transformer_precision": "auto",
+    "guidance_stop": 1.0,
 }
 MAX_INFERENCE_STEPS = 1000
 MAX_TIMESTEP_SHIFT = 20.0  # beyond it nearly every step sits at sigma ~1
