@@ -25,6 +25,11 @@ having to agree on event times while both are still noise.
 the steps are spent at high noise, where the layout and the event times are decided. With few steps this
 matters: at 8 steps, shift 3 stayed within 5 points of 25 unshifted steps on sync and the probes (README).
 
+`guidance_stop` (0-1) is the share of the steps, from the first, that run the guidance passes; the rest run
+the conditional pass alone (one transformer row instead of three). Guidance on the last, low-noise steps
+harmed sync, mostly through the video's guidance: the shipped 0.8 raised offset accuracy, event F1 and LSE-C on
+two held-out prompt sets (README, "Guidance stop").
+
 `transformer_precision="bf16"` runs the transformer's forward passes under bf16 autocast (the latents, the
 scheduler and the decoders stay in fp32); on CPUs with AMX / AVX-512 bf16 its matmuls run several times
 faster. On a CPU without them bf16 is emulated and several times slower than fp32 (seedance/hardware.py), so
