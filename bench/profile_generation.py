@@ -14,7 +14,8 @@ VAE decode, audio VAE decode, vocoder, muxing (the CLI's save_output per clip) a
 guidance arithmetic, noise). parts_s sums to total_s.
 
 FLOPs: torch.utils.flop_counter over one transformer forward with the exact inputs of a sampling step
-(all guidance passes in one batch), times the number of forwards; the CPU flash-attention kernel, which the
+(all guidance passes in one batch), times the number of forwards with that many rows (after the guidance stop a
+step runs the conditional row alone, so each row count is counted on its own); the CPU flash-attention kernel, which the
 counter does not know, is counted as 4*B*H*Nq*Nk*d. transformer_tflops = FLOPs / transformer seconds;
 matmul peaks are a 2048x2048 matmul in bf16 and fp32 on the same device in the same run (bf16 at 512x512
 where it is emulated: a 2048 one took about a minute there);
@@ -215,11 +216,13 @@ def run(args: argparse.Namespace) -> dict:
     timer.wrap_method(pipe, "encode_prompt", "text_encoding")
     timer.wrap_method(pipe.vae, "decode_latents", "vae_decode")
     timer.wrap_method(pipe.audio_vae, "decode_latents", "audio_vae_decode")
-    captured: dict = {}
+    captured: dict[int, dict] = {}  # rows -> the inputs of the first forward with that many rows
+    rows_per_forward: list[int] = []
 
     def capture(module, a, kw):
-        if not captured:
-            captured.update(kw)
+        rows = int(kw["hidden_states"].shape[0])
+        rows_per_forward.append(rows)
+        captured.setdefault(rows, kw)
 
     handle = pipe.transformer.register_forward_pre_hook(capture, with_kwargs=True)
 
@@ -247,17 +250,23 @@ def run(args: argparse.Namespace) -> dict:
     parts["other"] = generate_s - sum(sec.get(p, 0.0) for p in ("text_encoding", "transformer_total", "vae_decode",
                                                                  "audio_vae_decode", "vocoder"))
 
-    log("counting FLOPs of one transformer forward ...")
+    log("counting FLOPs of one transformer forward per row count ...")
+    flops_total, flops_parts_total = 0, {}
     with autocast():
-        flops_forward, flops_parts = count_flops(pipe.transformer, captured)
-    transformer_tflops = flops_forward * n_forwards / transformer_s / 1e12
+        for rows, kwargs in captured.items():
+            flops, flops_parts = count_flops(pipe.transformer, kwargs)
+            n = rows_per_forward.count(rows)
+            flops_total += flops * n
+            for p, v in flops_parts.items():
+                flops_parts_total[p] = flops_parts_total.get(p, 0) + v * n
+    transformer_tflops = flops_total / transformer_s / 1e12
     log("matmul peaks ...")
     # emulated bf16 (no AMX / AVX-512 bf16) runs a 2048 matmul in about a minute: a 512 one tells the same story
     bf16_size = 2048 if native_bf16(device) else 512
     peak_bf16 = matmul_peak_tflops(torch.bfloat16, device, n=bf16_size, repeats=3 if args.quick else 10)
     peak_fp32 = matmul_peak_tflops(torch.float32, device, repeats=3 if args.quick else 10)
 
-    part_tflops = {p: (flops_parts[p] * n_forwards / parts[p] / 1e12 if parts[p] > 0 else None) for p in flops_parts}
+    part_tflops = {p: (v / parts[p] / 1e12 if parts[p] > 0 else None) for p, v in flops_parts_total.items()}
     biggest = max(PART_ORDER, key=lambda p: parts[p])
     share = parts[biggest] / total_s
     peak, peak_name = (peak_bf16, "bf16") if peak_bf16 >= peak_fp32 else (peak_fp32, "fp32")
@@ -280,9 +289,10 @@ def run(args: argparse.Namespace) -> dict:
         "parts_share": {p: v / total_s for p, v in parts.items()},
         "transformer_s": transformer_s,
         "transformer_forwards": n_forwards,
-        "transformer_batch": int(captured["hidden_states"].shape[0]),
-        "transformer_gflop_per_forward": flops_forward / 1e9,
-        "transformer_gflop_by_part": {p: v / 1e9 for p, v in flops_parts.items()},
+        "transformer_batch": max(rows_per_forward),
+        "transformer_rows_per_forward": {str(r): rows_per_forward.count(r) for r in sorted(captured)},
+        "transformer_gflop_per_forward": flops_total / n_forwards / 1e9,
+        "transformer_gflop_by_part": {p: v / n_forwards / 1e9 for p, v in flops_parts_total.items()},
         "transformer_tflops": transformer_tflops,
         "transformer_tflops_by_part": part_tflops,
         "matmul_peak_tflops_bf16": peak_bf16,
