@@ -316,12 +316,10 @@ class SeedancePipeline(DiffusionPipeline):
         for name, value in (("guidance_scale", guidance_scale), ("audio_guidance_scale", audio_guidance_scale),
                             ("sync_guidance_scale", sync_guidance_scale)):
             _finite(name, value)
-        _finite("timestep_shift", timestep_shift)
-        if not 0 < timestep_shift <= MAX_TIMESTEP_SHIFT:
+        if not 0 < _finite("timestep_shift", timestep_shift) <= MAX_TIMESTEP_SHIFT:
             raise SeedanceError(f"timestep_shift must be above 0 and at most {MAX_TIMESTEP_SHIFT} (1: the plain "
                                 f"schedule), got {timestep_shift!r}")
-        _finite("guidance_stop", guidance_stop)
-        if not 0 <= guidance_stop <= 1:
+        if not 0 <= _finite("guidance_stop", guidance_stop) <= 1:
             raise SeedanceError(f"guidance_stop must be from 0 to 1 (the share of the steps that run the guidance "
                                 f"passes; 1: every step), got {guidance_stop!r}")
         step = self.vae_spatial_compression * self.transformer.config.patch_size
@@ -431,6 +429,7 @@ class SeedancePipeline(DiffusionPipeline):
                           sync_guidance_scale, height, width, frame_rate, video, audio, output_type,
                           callback_on_step_end_tensor_inputs, timestep_shift, guidance_stop)
         duration, n_frames, n_samples = self._resolve_length(num_frames, duration, video, audio)
+        guidance_stop = float(guidance_stop)
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         batch = len(prompts)
         negatives = [""] * batch if negative_prompt is None else (

@@ -298,6 +298,8 @@ def test_callback_on_step_end_sees_every_step_and_can_edit_latents(pipe):
         (dict(guidance_stop=float("nan")), "guidance_stop"),
         (dict(guidance_stop=1.5), "guidance_stop"),
         (dict(guidance_stop=-0.1), "guidance_stop"),
+        (dict(guidance_stop="most"), "guidance_stop"),
+        (dict(timestep_shift="3x"), "timestep_shift"),
     ],
 )
 def test_bad_settings_give_one_line_errors(pipe, kwargs, message):
