@@ -29,6 +29,7 @@ import gradio as gr
 from app.service import SeedanceService
 from app.validate import MAX_GUIDANCE, MAX_SHIFT, MIN_SHIFT
 from seedance.errors import SeedanceError
+from seedance.generate_cli import FAST_SAMPLING
 
 log = logging.getLogger("seedance.app")
 
@@ -95,10 +96,24 @@ def _guidance_controls(defaults: dict) -> tuple[gr.Slider, gr.Slider, gr.Slider,
                                   label="sync guidance",
                                   info="push away from the uncoupled (unsynchronised) prediction")
         shift = gr.Slider(MIN_SHIFT, MAX_SHIFT, value=defaults["timestep_shift"], step=0.25, label="timestep shift",
-                          info="above 1: more steps at high noise; 8 steps with shift 3 is the fast sampler")
+                          info="above 1: more steps at high noise; 12 steps with shift 2 is the fast sampler")
         stop = gr.Slider(0.0, 1.0, value=defaults["guidance_stop"], step=0.05, label="guidance stop",
                          info="share of the steps that are guided; the last ones run unguided")
     return guidance, audio_guidance, sync_guidance, shift, stop
+
+
+def _sampler_buttons(prefix: str, steps: gr.Slider, shift: gr.Slider, default_steps: int,
+                     default_shift: float) -> None:
+    """Two buttons that set the steps and shift sliders: the few-step sampler (`--fast`) or the model's defaults."""
+    fast_steps, fast_shift = FAST_SAMPLING["num_inference_steps"], FAST_SAMPLING["timestep_shift"]
+    with gr.Row():
+        fast = gr.Button(f"fast: {fast_steps} steps, shift {fast_shift:g}", size="sm", elem_id=f"{prefix}-fast")
+        full = gr.Button(f"model default: {default_steps} steps", size="sm", elem_id=f"{prefix}-full")
+    # Pure UI events: no queue slot, hidden from the API docs (still callable, which the tests use).
+    fast.click(lambda: (fast_steps, fast_shift), None, [steps, shift], queue=False,
+               api_name=f"{prefix}_fast_sampler", api_visibility="undocumented")
+    full.click(lambda: (default_steps, default_shift), None, [steps, shift], queue=False,
+               api_name=f"{prefix}_default_sampler", api_visibility="undocumented")
 
 
 def _seed_controls(prefix: str) -> tuple[gr.Number, gr.Checkbox]:
@@ -124,7 +139,7 @@ def build_app(service: SeedanceService, default_steps: int | None = None, concur
     pipe_defaults = service.pipeline_defaults()
     steps_default = default_steps or pipe_defaults.get("num_inference_steps", DEFAULT_STEPS)
     guidance_defaults = {k: pipe_defaults.get(k, v) for k, v in DEFAULT_GUIDANCE.items()}
-    guidance_defaults["timestep_shift"] = pipe_defaults.get("timestep_shift", 1.0)
+    guidance_defaults["timestep_shift"] = default_shift = pipe_defaults.get("timestep_shift", 1.0)
     guidance_defaults["guidance_stop"] = pipe_defaults.get("guidance_stop", 1.0)
 
     @user_errors
@@ -185,6 +200,7 @@ def build_app(service: SeedanceService, default_steps: int | None = None, concur
                                           elem_id="steps")
                         seed, randomize = _seed_controls("gen")
                         advanced = _guidance_controls(guidance_defaults)
+                        _sampler_buttons("gen", steps, advanced[3], steps_default, default_shift)
                         go = gr.Button("Generate", variant="primary", elem_id="generate-btn")
                         for family, prompts in example_prompts().items():
                             gr.Examples([[p] for p in prompts], inputs=[prompt], label=family)
@@ -204,6 +220,7 @@ def build_app(service: SeedanceService, default_steps: int | None = None, concur
                         dub_steps = gr.Slider(1, MAX_STEPS_SLIDER, value=steps_default, step=1, label="steps")
                         dub_seed, dub_randomize = _seed_controls("dub")
                         dub_advanced = _guidance_controls(guidance_defaults)
+                        _sampler_buttons("dub", dub_steps, dub_advanced[3], steps_default, default_shift)
                         dub_go = gr.Button("Dub", variant="primary", elem_id="dub-btn")
                     with gr.Column():
                         dub_out = _clip_outputs("dub")
@@ -223,6 +240,7 @@ def build_app(service: SeedanceService, default_steps: int | None = None, concur
                         lip_steps = gr.Slider(1, MAX_STEPS_SLIDER, value=steps_default, step=1, label="steps")
                         lip_seed, lip_randomize = _seed_controls("lip")
                         lip_advanced = _guidance_controls(guidance_defaults)
+                        _sampler_buttons("lip", lip_steps, lip_advanced[3], steps_default, default_shift)
                         lip_go = gr.Button("Animate", variant="primary", elem_id="lip-btn")
                     with gr.Column():
                         lip_out = _clip_outputs("lip")

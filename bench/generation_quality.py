@@ -256,6 +256,7 @@ def run(args: argparse.Namespace) -> dict:
     sampler = apply_sampler_args(pipe, args)
     d = pipe.sampling_defaults
     steps = args.steps or (min(8, d["num_inference_steps"]) if args.quick else d["num_inference_steps"])
+    sampler["num_inference_steps"] = int(steps)  # the steps run, not the model's default
     settings = {"num_inference_steps": int(steps), "guidance_scale": d["guidance_scale"],
                 "audio_guidance_scale": d["audio_guidance_scale"], "sync_guidance_scale": d["sync_guidance_scale"],
                 "duration": preset.duration_s}

@@ -1,7 +1,7 @@
 """End-to-end generation speed of the Seedance generator, as JSON (issues 6 and 8).
 
     python bench/generation_speed.py                 # 25 steps with guidance, 2 s clip, median of 5, + scaling
-    python bench/generation_speed.py --steps 6       # the few-step setting
+    python bench/generation_speed.py --steps 12 --shift 2  # the few-step sampler (--fast)
     python bench/generation_speed.py --quick         # median of 2, no scaling
     python bench/generation_speed.py --compile       # the transformer's blocks torch.compile'd first
 
@@ -116,6 +116,7 @@ def run(args: argparse.Namespace) -> dict:
     steps = int(args.steps)
     prompts = held_out_prompts(64)
     sampler = apply_sampler_args(pipe, args)
+    sampler["num_inference_steps"] = steps  # the steps run, not the model's default
     d = pipe.sampling_defaults
 
     with tempfile.TemporaryDirectory(prefix="seedance-speed-") as tmp:
@@ -177,7 +178,7 @@ def scaling(runner: Runner, preset, duration: float, repeats: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="pipeline folder (model_index.json)")
-    parser.add_argument("--steps", type=int, default=25, help="sampling steps (few-step sampler: e.g. 4-8)")
+    parser.add_argument("--steps", type=int, default=25, help="sampling steps (few-step: --steps 12 --shift 2)")
     parser.add_argument("--duration", type=float, default=None, help="clip seconds (default: the preset's, 2 s)")
     parser.add_argument("--repeats", type=int, default=None, help="timed clips after the warm-up (default 5)")
     parser.add_argument("--scaling-repeats", type=int, default=2, help="timed calls per scaling point")

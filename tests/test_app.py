@@ -112,6 +112,17 @@ def test_every_action_is_a_named_endpoint(served):
     assert {"/generate", "/dub", "/lipsync", "/evaluate", "/encode_text"} <= names
 
 
+def test_sampler_buttons_set_the_few_step_sampler_and_the_model_default(served):
+    from seedance.generate_cli import FAST_SAMPLING
+
+    service, client, _ = served
+    default_shift = service.pipe.sampling_defaults.get("timestep_shift", 1.0)
+    for tab in ("gen", "dub", "lip"):
+        fast = client.predict(api_name=f"/{tab}_fast_sampler")
+        assert tuple(fast) == (FAST_SAMPLING["num_inference_steps"], FAST_SAMPLING["timestep_shift"])
+        assert tuple(client.predict(api_name=f"/{tab}_default_sampler")) == (STEPS, default_shift)
+
+
 def test_generate_gives_h264_aac_clip_of_requested_duration(served):
     from app.service import gradio_temp_dir
 

@@ -137,3 +137,20 @@ def test_bad_prompts_show_a_visible_error_and_the_app_keeps_serving(app_url, bro
     button.click()
     state = wait_for_playable_video(browser)
     assert state["duration"] > 0
+
+
+def test_fast_and_default_buttons_set_the_steps_slider(app_url, browser):
+    from seedance.generate_cli import FAST_SAMPLING
+
+    browser.get(app_url)
+    wait = WebDriverWait(browser, TIMEOUT_S)
+
+    def steps_shown(driver) -> str:
+        return driver.find_element(By.CSS_SELECTOR, "#steps input[type=number]").get_attribute("value")
+
+    fast = wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, "#gen-fast")))
+    assert steps_shown(browser) == str(STEPS)
+    fast.click()
+    wait.until(lambda d: steps_shown(d) == str(FAST_SAMPLING["num_inference_steps"]))
+    browser.find_element(By.CSS_SELECTOR, "#gen-full").click()
+    wait.until(lambda d: steps_shown(d) == str(STEPS))
