@@ -33,6 +33,8 @@ def add_sampler_args(parser) -> None:
     """Overrides of the model's sampling_defaults.json, so one bench compares sampler settings on equal terms."""
     import argparse
 
+    parser.add_argument("--guidance", type=float, default=None, help="override guidance_scale (video, text)")
+    parser.add_argument("--audio-guidance", type=float, default=None, help="override audio_guidance_scale (text)")
     parser.add_argument("--sync-guidance", type=float, default=None, help="override sync_guidance_scale")
     parser.add_argument("--video-led", action=argparse.BooleanOptionalAction, default=None,
                         help="override video_led (text -> clip)")
@@ -47,7 +49,8 @@ def add_sampler_args(parser) -> None:
 
 def apply_sampler_args(pipe, args) -> dict:
     """Write the given overrides into the pipeline's defaults; returns the sampler settings now in force."""
-    overrides = {"sync_guidance_scale": args.sync_guidance, "video_led": args.video_led,
+    overrides = {"guidance_scale": args.guidance, "audio_guidance_scale": args.audio_guidance,
+                 "sync_guidance_scale": args.sync_guidance, "video_led": args.video_led,
                  "transformer_precision": args.precision, "timestep_shift": args.shift,
                  "guidance_stop": args.guidance_stop}
     pipe.sampling_defaults.update({k: v for k, v in overrides.items() if v is not None})
