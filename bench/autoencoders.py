@@ -18,8 +18,8 @@ Keys (issue 4):
     mouth_open_corr                talking-face clips: correlation of the mouth opening measured on decoded frames
                                    with the same measurement on the original frames (pooled over clips)
     train_minutes                  the three recipes' training minutes (from each weights folder's train_info.json)
-plus the context needed to read them (lag-0 fraction of the original clips, of each decoded half beside the
-other's original, per-scene numbers, timings).
+plus the context needed to read them (lag-0 fraction of the original clips, of the original clips through the
+codec alone, of each decoded half beside the other's original, per-scene numbers, timings).
 """
 
 from __future__ import annotations
@@ -160,10 +160,17 @@ def run(args: argparse.Namespace) -> dict:
                 path = Path(tmp) / "roundtrip.mp4"
                 write_clip(path, frames_dec, wave_dec, fps=preset.fps, sample_rate=preset.sample_rate)
                 clip = read_clip(path, fps=preset.fps, sample_rate=preset.sample_rate)
+                # the original clip through the same codec alone: how much the codec by itself moves the reading
+                write_clip(path, s.frames, s.audio, fps=preset.fps, sample_rate=preset.sample_rate)
+                clip_orig = read_clip(path, fps=preset.fps, sample_rate=preset.sample_rate)
             n = min(len(clip.frames), len(s.frames))
+            n_orig = min(len(clip_orig.frames), len(s.frames))
             row["lag_original"] = av_offset(s.frames, s.audio, preset.fps, preset.sample_rate).offset_frames
             row["lag_vae"] = av_offset(frames_dec, wave_dec, preset.fps, preset.sample_rate).offset_frames
             row["lag_mp4"] = av_offset(clip.frames[:n], clip.audio, preset.fps, preset.sample_rate).offset_frames
+            row["lag_codec_only"] = av_offset(
+                clip_orig.frames[:n_orig], clip_orig.audio, preset.fps, preset.sample_rate
+            ).offset_frames
             # each half alone: which of the two decoders loses the sync (no codec, as lag_vae)
             row["lag_audio_decoded"] = av_offset(s.frames, wave_dec, preset.fps, preset.sample_rate).offset_frames
             row["lag_video_decoded"] = av_offset(frames_dec, s.audio, preset.fps, preset.sample_rate).offset_frames
@@ -201,6 +208,7 @@ def run(args: argparse.Namespace) -> dict:
         "sync_lag0_fraction_original": frac0("lag_original"),
         "sync_lag0_fraction_without_codec": frac0("lag_vae"),
         "sync_lag_unchanged_fraction": float(np.mean([r["lag_mp4"] == r["lag_original"] for r in per_clip])),
+        "sync_lag0_fraction_codec_only": frac0("lag_codec_only"),
         "sync_lag0_fraction_audio_decoded_only": frac0("lag_audio_decoded"),
         "sync_lag0_fraction_video_decoded_only": frac0("lag_video_decoded"),
         "mouth_open_corr_mean_per_clip": mean("mouth_corr"),
