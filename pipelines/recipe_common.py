@@ -159,9 +159,22 @@ def run_steps(
 
 
 def write_train_info(accelerator, args: argparse.Namespace, summary: dict, n_params: int) -> None:
-    """<export>/train_info.json: the figures, the exact command and the recipe's settings."""
+    """<export>/train_info.json: the figures, the exact command and the recipe's settings.
+
+    A run that started from `--init-from` weights continues their training, so its `train_minutes` are
+    those weights' own (from their train_info.json) plus this run's; both parts are kept beside the sum.
+    """
     from seedance.models.io import atomic_write_bytes
 
+    summary = dict(summary)
+    init_from = getattr(args, "init_from", None)
+    before = Path(init_from) / "train_info.json" if init_from is not None else None
+    if before is not None and before.is_file() and "train_minutes" in summary:
+        prior = json.loads(before.read_text()).get("train_minutes")
+        if isinstance(prior, (int, float)):
+            summary["train_minutes_this_run"] = summary["train_minutes"]
+            summary["train_minutes_before"] = prior
+            summary["train_minutes"] = round(prior + summary["train_minutes"], 2)
     info = {
         **summary,
         "parameters": n_params,

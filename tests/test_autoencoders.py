@@ -488,6 +488,7 @@ def test_audio_decoder_only_finetune_keeps_the_encoder_and_latent_stats(tmp_path
     vae = AudioVAE(**SMALL_AUDIO)
     vae.set_latent_stats([0.1, -0.2, 0.3, 0.0], [1.5, 0.5, 2.0, 1.0])
     vae.save_pretrained(start)
+    (start / "train_info.json").write_text(json.dumps({"train_minutes": 24.4}))  # the starting weights' training
     code = train_autoencoders.main([
         "--model", "audio_vae", "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "cache"),
         "--export", str(tmp_path / "export"), "--scenes", "keys", "--clips-per-scene", "2",
@@ -499,6 +500,10 @@ def test_audio_decoder_only_finetune_keeps_the_encoder_and_latent_stats(tmp_path
     before = load_file(str(start / "diffusion_pytorch_model.safetensors"))
     after = load_file(str(tmp_path / "export" / "diffusion_pytorch_model.safetensors"))
     _assert_only_the_decoder_learned(before, after, tmp_path / "export")
+    # the export's training minutes continue the starting weights' own
+    info = json.loads((tmp_path / "export" / "train_info.json").read_text())
+    assert info["train_minutes_before"] == 24.4
+    assert info["train_minutes"] == pytest.approx(24.4 + info["train_minutes_this_run"], abs=0.01)
 
 
 @torch.no_grad()
