@@ -5,6 +5,10 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.stamp
+# Each test runs single-threaded (tests/conftest.py), so two pytest-xdist workers use both cores of the
+# 2-core CI machine: the suite took 6:29 instead of 10:00 on an AVX2-only 2-core EPYC. --dist loadfile keeps a
+# file's tests, and its module fixtures (a served app, a loaded model), in one worker. TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
@@ -33,7 +37,7 @@ demo: venv
 
 test: venv system-deps
 	$(PY) -m ruff check --no-cache .
-	$(PY) -m pytest
+	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 lint: venv
 	$(PY) -m ruff check --no-cache .
