@@ -5,9 +5,9 @@
     python bench/profile_generation.py --bf16           # the same under bf16 autocast
     python bench/profile_generation.py --quick          # 4 steps
 
-After one unprofiled warm-up call at the same shapes, one generation of `--batch` clips is timed by parts:
-text encoding (pipe.encode_prompt), each transformer part via forward hooks on every block's modules
-(self-attention: video.self_attn + audio.self_attn; text cross-attention: *.text_attn; cross-modal
+After one unprofiled warm-up call at the same shapes (its first clip saved too), one generation of `--batch`
+clips is timed by parts: text encoding (pipe.encode_prompt), each transformer part via forward hooks on every
+block's modules (self-attention: video.self_attn + audio.self_attn; text cross-attention: *.text_attn; cross-modal
 attention: audio_to_video + video_to_audio; feed-forward: *.ff; other_transformer: the rest of the
 transformer's forward, i.e. patch embedding, adaLN conditioning, RoPE tables, norms, output projection),
 VAE decode, audio VAE decode, vocoder, muxing (the CLI's save_output per clip) and `other` (scheduler steps,
@@ -204,8 +204,12 @@ def run(args: argparse.Namespace) -> dict:
 
     # what the transformer runs in when no --bf16 is given: the model's default, "auto" resolved for this device
     transformer_precision = resolve_precision(pipe.sampling_defaults.get("transformer_precision", "auto"), device)
-    log(f"warm-up (batch {args.batch}, 1 step) ...")
-    generate(1)
+    log(f"warm-up (batch {args.batch}, 1 step, saved) ...")
+    warm = generate(1)
+    with tempfile.TemporaryDirectory(prefix="seedance-profile-") as tmp:
+        # the first save imports the media module (scipy.signal, PyAV) and opens the encoders: without this the
+        # timed muxing below carried about 0.35 s of one-time start-up on a 2-core AVX2 CPU
+        save_output(warm, Path(tmp) / "warm_up.mp4", pipe.preset.fps, 0)
 
     timer = PartTimer(device)
     for part, modules in block_modules(pipe.transformer).items():
