@@ -94,6 +94,34 @@ def test_video_vae_is_causal_in_time():
     assert not torch.allclose(y[:, :, 12:], y_edit[:, :, 12:])
 
 
+def test_onednn_conv3d_gives_nn_conv3d_frames_and_only_at_fp32_inference(monkeypatch):
+    """One clip at inference goes through oneDNN's 3-D conv directly (PyTorch would pick slow_conv3d for the
+    small convs); the decoded and encoded values match nn.Conv3d's, and training and autocast keep nn.Conv3d."""
+    import seedance.models.video_vae as video_vae
+
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("this torch build has no oneDNN")
+    torch.manual_seed(0)
+    vae = VideoVAE(**SMALL_VIDEO).eval()
+    x = torch.rand(1, 3, 16, 32, 32) * 2 - 1
+    conv = vae.decoder.conv_in.conv
+    with torch.inference_mode():
+        z = vae.encode(x).latent_dist.mode()
+        assert video_vae.use_onednn_conv3d(z, conv)
+        fast_z, fast_y = z, vae.decode(z).sample
+        monkeypatch.setattr(video_vae, "ONEDNN_CONV3D", False)
+        assert not video_vae.use_onednn_conv3d(z, conv)
+        slow_z, slow_y = vae.encode(x).latent_dist.mode(), vae.decode(z).sample
+    torch.testing.assert_close(fast_z, slow_z, rtol=0, atol=1e-5)
+    torch.testing.assert_close(fast_y, slow_y, rtol=0, atol=1e-5)
+    monkeypatch.setattr(video_vae, "ONEDNN_CONV3D", True)
+    assert not video_vae.use_onednn_conv3d(z, conv)  # grad enabled: training keeps nn.Conv3d
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not video_vae.use_onednn_conv3d(z, conv)  # autocast casts conv3d inputs; nn.Conv3d does that
+    with torch.no_grad():
+        assert not video_vae.use_onednn_conv3d(z.double(), conv)
+
+
 def test_video_vae_pads_odd_frame_counts_and_checks_sizes():
     vae = VideoVAE(**SMALL_VIDEO).eval()
     x = torch.zeros(1, 3, 10, 32, 32)
