@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import statistics
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -59,3 +61,15 @@ def apply_sampler_args(pipe, args) -> dict:
         seconds = pipe.compile_transformer()
         settings.update(compiled=bool(seconds), compile_s=seconds)
     return settings
+
+
+def time_it(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
+    """Median seconds of `repeats` calls of `fn` after `warmup` untimed ones (first calls build kernels)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)

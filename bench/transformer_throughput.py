@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _common import time_it  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 import seedance.models.transformer_av as tav  # noqa: E402
 from seedance.config import ClipPreset  # noqa: E402
@@ -72,17 +73,6 @@ def batch(n: int, config: dict, shapes: tuple[tuple, tuple]):
                 pooled_projections=torch.randn(n, config["pooled_text_dim"], generator=g),
                 timestep=torch.rand(n, generator=g) * 1000,
                 encoder_attention_mask=torch.ones(n, TEXT_LEN, dtype=torch.long))
-
-
-def time_it(fn, repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:

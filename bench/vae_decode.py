@@ -14,30 +14,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _common import time_it  # noqa: E402  (bench/ is on sys.path when run as a script)
+
 import seedance.models.video_vae as video_vae  # noqa: E402
 from seedance.config import get_preset  # noqa: E402
 from seedance.hardware import native_bf16  # noqa: E402
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "seedance-tiny" / "vae"
-
-
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up: oneDNN builds its kernels on the first call at a shape
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> int:
@@ -81,8 +71,8 @@ def main() -> int:
     decoded = {}
     for name, on in (("onednn", True), ("pytorch", False)):
         video_vae.ONEDNN_CONV3D = on
-        result[f"decode_s_{name}"] = median_seconds(decode, repeats)
-        result[f"encode_s_{name}"] = median_seconds(encode, repeats)
+        result[f"decode_s_{name}"] = time_it(decode, repeats)
+        result[f"encode_s_{name}"] = time_it(encode, repeats)
         decoded[name] = decode()
     video_vae.ONEDNN_CONV3D = True
     result["decode_speedup"] = result["decode_s_pytorch"] / result["decode_s_onednn"]
