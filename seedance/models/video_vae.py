@@ -121,7 +121,7 @@ def use_onednn_conv3d(x: torch.Tensor, conv: nn.Conv3d) -> bool:
     For one clip PyTorch's backend heuristic (tuned on 2-D convs: batch 1, kernels up to 3 and
     batch*channels*frames*height <= 20480 go to the "native" kernel) sends the decoder's low-resolution
     3-D convs to slow_conv3d, an im2col loop that took 78% of a decode. oneDNN gives the same frames
-    (max difference 6e-6) and decoded a 2 s clip 1.8x faster on 2 AVX2 cores (`python bench/vae_decode.py`).
+    (to 6e-6) and decoded a 2 s clip about 1.7x faster on 2 AVX2 cores (`python bench/vae_decode.py`).
     Training (grad on), autocast (which casts the inputs of conv3d) and other devices keep nn.Conv3d.
     """
     return (
