@@ -9,7 +9,8 @@ if "PYTEST_XDIST_WORKER" in os.environ:
     # same gufunc into an empty cache (a fresh .venv) at once segfaulted in CI; each worker gets its own cache.
     import tempfile
 
-    worker = f"seedance-numba-{os.getuid()}-{os.environ['PYTEST_XDIST_WORKER']}"
+    user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")  # no getuid on Windows
+    worker = f"seedance-numba-{user}-{os.environ['PYTEST_XDIST_WORKER']}"
     os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(tempfile.gettempdir(), worker))
 
 import torch  # noqa: E402
