@@ -145,6 +145,48 @@ def test_bf16_transformer_precision_stays_close_to_fp32():
     assert torch.allclose(full.frames, half.frames, atol=0.1) and torch.allclose(full.audio, half.audio, atol=0.1)
 
 
+def test_bf16_sampling_casts_each_weight_once_per_call_and_the_callback_runs_in_fp32():
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    p = tiny_pipeline()
+    perturb_outputs(p.transformer)
+    linears = [m for m in p.transformer.modules() if isinstance(m, torch.nn.Linear)]
+    weights = {t.data_ptr() for m in linears for t in m.parameters()}
+
+    class WeightCasts(TorchDispatchMode):  # counts bf16 casts of the transformer's linear weights and biases
+        def __init__(self):
+            super().__init__()
+            self.casts: dict[int, int] = {}
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func is torch.ops.aten._to_copy.default and kwargs.get("dtype") == torch.bfloat16:
+                ptr = args[0].data_ptr()
+                if ptr in weights:
+                    self.casts[ptr] = self.casts.get(ptr, 0) + 1
+            return func(*args, **kwargs)
+
+    autocast_in_callback = []
+
+    def callback(pipe, i, t, tensors):
+        autocast_in_callback.append(torch.is_autocast_enabled("cpu"))
+        return {}
+
+    counter = WeightCasts()
+    with counter:
+        p("a ball", transformer_precision="bf16", num_inference_steps=4, generator=gen(), output_type="latent",
+          callback_on_step_end=callback)
+    assert len(counter.casts) == len(weights)  # every linear weight and bias was cast to bf16 ...
+    assert max(counter.casts.values()) == 1  # ... once for the 4 steps, not once per step
+    assert autocast_in_callback == [False] * 4
+    # the kept casts change nothing: clearing autocast's cache at every step (the old per-step casts) gives the
+    # same latents to the bit
+    once = p("a ball", transformer_precision="bf16", num_inference_steps=4, generator=gen(), output_type="latent")
+    recast = p("a ball", transformer_precision="bf16", num_inference_steps=4, generator=gen(), output_type="latent",
+               callback_on_step_end=lambda *a: torch.clear_autocast_cache() or {})
+    assert torch.equal(once.frames, recast.frames) and torch.equal(once.audio, recast.audio)
+
+
 @pytest.mark.parametrize("native", [False, True])
 def test_auto_precision_runs_bf16_only_where_the_cpu_has_it(monkeypatch, native):
     """"auto" (the shipped default) takes bf16 on a CPU with native bf16 and fp32 elsewhere, where emulated bf16
