@@ -4,6 +4,9 @@
     out = pipe("a red ball bounces on a wooden floor", generator=torch.Generator().manual_seed(0))
     out.frames[0]  # [F,H,W,3] float in [0,1]      out.audio[0]  # [S] float      out.sample_rate
 
+A list of prompts is sampled as one batch; a list of generators (one per prompt) gives each clip the noise it
+would get alone, so it differs from its single-prompt run only by the rounding of the batched matmuls.
+
 Three modes from one set of weights:
   - text -> audio + video (both latents start from noise and share every timestep)
   - video -> audio ("dubbing", `video=`): the video latents are held clean (their timestep is 0) and given
@@ -391,7 +394,7 @@ class SeedancePipeline(DiffusionPipeline):
         guidance_scale: float | None = None,
         audio_guidance_scale: float | None = None,
         sync_guidance_scale: float | None = None,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
         audio_latents: torch.Tensor | None = None,
         video=None,
@@ -437,6 +440,9 @@ class SeedancePipeline(DiffusionPipeline):
             [negative_prompt] * batch if isinstance(negative_prompt, str) else list(negative_prompt))
         if len(negatives) != batch:
             raise SeedanceError(f"{len(negatives)} negative prompts for {batch} prompts: give one per prompt")
+        if isinstance(generator, list) and len(generator) != batch:
+            raise SeedanceError(f"{len(generator)} generators for {batch} prompts: give one generator, "
+                                "or one per prompt")
         device = self._execution_device
         precision = resolve_precision(precision, device)  # "auto": bf16 only where the device runs it natively
         video_shape, audio_shape = self.latent_shapes(batch, n_frames, n_samples, height, width)
