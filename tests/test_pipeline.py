@@ -347,7 +347,7 @@ def test_callback_on_step_end_sees_every_step_and_can_edit_latents(pipe):
 )
 def test_bad_settings_give_one_line_errors(pipe, kwargs, message):
     with pytest.raises(SeedanceError, match=message) as info:
-        pipe("a", generator=gen(), **{**FAST, **kwargs})
+        pipe("a", **{"generator": gen(), **FAST, **kwargs})
     assert "\n" not in str(info.value)
 
 
