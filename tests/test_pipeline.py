@@ -187,6 +187,26 @@ def test_bf16_sampling_casts_each_weight_once_per_call_and_the_callback_runs_in_
     assert torch.equal(once.frames, recast.frames) and torch.equal(once.audio, recast.audio)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_text_keys_and_values_are_made_once_per_set_of_rows_and_change_nothing(monkeypatch, precision):
+    """The text's cross-attention keys and values do not change from step to step: the pipeline makes them once
+    for the guided rows and once for the unguided steps after the guidance stop, not at every step, and the
+    latents equal those of a run that recomputes them in every forward."""
+    p = tiny_pipeline()
+    perturb_outputs(p.transformer)
+    text_k = p.transformer.blocks[0].video.text_attn.to_k
+    calls = []
+    text_k.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    kw = dict(transformer_precision=precision, num_inference_steps=5, guidance_stop=0.6, output_type="latent")
+    cached = p("a ball", generator=gen(), **kw)
+    assert calls == [3, 1]  # 3 guided steps of 3 rows (cond, uncond, no cross-modal), then 2 of the cond row
+    calls.clear()
+    monkeypatch.setattr(p.transformer, "cache_text", lambda *args, **kwargs: None)  # every forward on its own
+    per_step = p("a ball", generator=gen(), **kw)
+    assert calls == [3, 3, 3, 1, 1]
+    assert torch.equal(cached.frames, per_step.frames) and torch.equal(cached.audio, per_step.audio)
+
+
 @pytest.mark.parametrize("native", [False, True])
 def test_auto_precision_runs_bf16_only_where_the_cpu_has_it(monkeypatch, native):
     """"auto" (the shipped default) takes bf16 on a CPU with native bf16 and fp32 elsewhere, where emulated bf16

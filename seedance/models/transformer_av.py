@@ -102,6 +102,10 @@ class Attention(nn.Module):
         b, n, _ = x.shape
         return x.view(b, n, self.heads, self.head_dim).transpose(1, 2)
 
+    def context_kv(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys (normalised, before RoPE) and values of a context [B,L,Dc] -> two [B,H,L,d]."""
+        return self.norm_k(self._split(self.to_k(context))), self._split(self.to_v(context))
+
     def forward(
         self,
         x: torch.Tensor,
@@ -109,11 +113,10 @@ class Attention(nn.Module):
         q_rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         k_rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         bias: torch.Tensor | None = None,
+        kv: tuple[torch.Tensor, torch.Tensor] | None = None,  # context_kv(context), computed ahead (the text's)
     ) -> torch.Tensor:
-        context = x if context is None else context
         q = self.norm_q(self._split(self.to_q(x)), gain=self.head_dim**-0.5)  # softmax scale folded in
-        k = self.norm_k(self._split(self.to_k(context)))
-        v = self._split(self.to_v(context))
+        k, v = self.context_kv(x if context is None else context) if kv is None else kv
         if q_rope is not None:
             q = apply_rope(q, *q_rope)
         if k_rope is not None:
@@ -211,7 +214,7 @@ class DualBranchBlock(nn.Module):
         h_a: torch.Tensor,  # [B,Na,Da]
         mod_v: torch.Tensor,  # [B,N_MOD,Dv] shared adaLN output
         mod_a: torch.Tensor,  # [B,N_MOD,Da]
-        text: torch.Tensor,  # [B,L,Dt]
+        text: torch.Tensor | None,  # [B,L,Dt]; None when text_kv is given
         text_bias: torch.Tensor | None,  # [B,1,1,L]
         rope_v: tuple[torch.Tensor, torch.Tensor],  # [Nv,Pv] 3-D (t,h,w)
         rope_a: tuple[torch.Tensor, torch.Tensor],  # [Na,Pa] 1-D t
@@ -219,6 +222,7 @@ class DualBranchBlock(nn.Module):
         cm_rope_a: tuple[torch.Tensor, torch.Tensor] | None,  # [Na,Pc]
         dt_va: torch.Tensor | None,  # [Nv,Na] |t_video - t_audio| seconds
         cross_modal_scale: torch.Tensor | None,  # [B] 1 = coupled, 0 = independent; None = skip entirely
+        text_kv: tuple | None = None,  # ((k, v) video, (k, v) audio) of the text, from a TextCache; else from text
     ) -> tuple[torch.Tensor, torch.Tensor]:
         mv = (mod_v + self.video.mod_table[None].to(mod_v.dtype)).unbind(1)
         ma = (mod_a + self.audio.mod_table[None].to(mod_a.dtype)).unbind(1)
@@ -230,8 +234,9 @@ class DualBranchBlock(nn.Module):
         h_a = gated(h_a, ma[2], self.audio.self_attn(x_a, q_rope=rope_a, k_rope=rope_a))
 
         # 3. text cross-attention (no positions on text: the caption is a bag of facts for both branches)
-        h_v = h_v + self.video.text_attn(self.video.norm2(h_v), text, bias=text_bias)
-        h_a = h_a + self.audio.text_attn(self.audio.norm2(h_a), text, bias=text_bias)
+        kv_text_v, kv_text_a = (None, None) if text_kv is None else text_kv
+        h_v = h_v + self.video.text_attn(self.video.norm2(h_v), text, bias=text_bias, kv=kv_text_v)
+        h_a = h_a + self.audio.text_attn(self.audio.norm2(h_a), text, bias=text_bias, kv=kv_text_a)
 
         # 4. cross-modal attention; both directions read the pre-step states
         if self.has_cross_modal and cross_modal_scale is not None:
@@ -251,6 +256,23 @@ class DualBranchBlock(nn.Module):
         h_v = gated(h_v, mv[5], self.video.ff(modulate(self.video.norm3(h_v), mv[3], mv[4])))
         h_a = gated(h_a, ma[5], self.audio.ff(modulate(self.audio.norm3(h_a), ma[3], ma[4])))
         return h_v, h_a
+
+
+@dataclass
+class TextCache:
+    """The text's share of a forward that no denoising step changes, computed once per sampling call.
+
+    The caption's keys and values in every block's text cross-attention (both branches) and its mask bias are
+    functions of the text alone; recomputing them at every step was 11% of a forward on a 2-core CPU. Built by
+    `SeedanceTransformer.cache_text` with the same modules (and, under autocast, the same casts) as the forward,
+    so a forward given the cache returns the same values to the bit."""
+
+    kv: tuple  # per block: ((k, v) video branch, (k, v) audio branch), each [B,H,L,d]
+    bias: torch.Tensor | None  # [B,1,1,L] additive mask bias, None when every token is real
+
+    @property
+    def batch_size(self) -> int:
+        return self.kv[0][0][0].shape[0]
 
 
 def timestep_features(t: torch.Tensor, dim: int = 256, max_period: float = 10000.0) -> torch.Tensor:
@@ -412,6 +434,30 @@ class SeedanceTransformer(ModelMixin, ConfigMixin):
         if audio_shape[2] % c.audio_patch_size:
             raise ValueError(f"{audio_shape[2]} audio latents are not divisible by the patch {c.audio_patch_size}")
 
+    # ----------------------------------------------------------------- text
+    @staticmethod
+    def _text_bias(encoder_attention_mask: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """[B,L] 1 = real token -> additive bias [B,1,1,L] (0 or MASK_VALUE)."""
+        keep = encoder_attention_mask.to(device).bool()
+        bias = torch.zeros(keep.shape, device=device, dtype=torch.float32).masked_fill(~keep, MASK_VALUE)
+        return bias[:, None, None, :]
+
+    def cache_text(
+        self, encoder_hidden_states: torch.Tensor, encoder_attention_mask: torch.Tensor | None = None
+    ) -> TextCache:
+        """The text's keys and values for every block, made once for a sampling loop (see TextCache).
+
+        Call it under the same autocast as the forwards that take it: its values are then theirs to the bit."""
+        text = self.text_norm(encoder_hidden_states)  # [B,L,Dt]
+        bias = None if encoder_attention_mask is None else self._text_bias(encoder_attention_mask, text.device)
+        kv = tuple((block.video.text_attn.context_kv(text), block.audio.text_attn.context_kv(text))
+                   for block in self.blocks)
+        for pairs in kv:  # compiled blocks: the text length stays a dynamic dimension
+            for k, v in pairs:
+                torch._dynamo.maybe_mark_dynamic(k, 2)
+                torch._dynamo.maybe_mark_dynamic(v, 2)
+        return TextCache(kv=kv, bias=bias)
+
     # ----------------------------------------------------------------- forward
     def forward(
         self,
@@ -425,6 +471,7 @@ class SeedanceTransformer(ModelMixin, ConfigMixin):
         cross_modal: bool | torch.Tensor = True,  # False / [B] zeros: run without cross-modal attention
         video_times: torch.Tensor | None = None,  # [Tv] seconds, overrides the config rates
         audio_times: torch.Tensor | None = None,  # [Ta] seconds
+        text_cache: TextCache | None = None,  # cache_text(encoder_hidden_states, encoder_attention_mask), made ahead
         return_dict: bool = True,
     ) -> SeedanceTransformerOutput | tuple[torch.Tensor, torch.Tensor]:
         c = self.config
@@ -460,23 +507,26 @@ class SeedanceTransformer(ModelMixin, ConfigMixin):
         # 2. tokens and conditioning
         h_v = self.patch_embed(self._patchify_video(hidden_states))  # [B,Nv,Dv]
         h_a = self.audio_patch_embed(self._patchify_audio(audio_hidden_states))  # [B,Na,Da]
-        text = self.text_norm(encoder_hidden_states)
-        text_bias = None
-        if encoder_attention_mask is not None:
-            keep = encoder_attention_mask.to(device).bool()
-            text_bias = torch.zeros(keep.shape, device=device, dtype=torch.float32).masked_fill(~keep, MASK_VALUE)
-            text_bias = text_bias[:, None, None, :]
+        if text_cache is None:
+            text, text_bias, text_kv = self.text_norm(encoder_hidden_states), None, [None] * len(self.blocks)
+            if encoder_attention_mask is not None:
+                text_bias = self._text_bias(encoder_attention_mask, device)
+        else:
+            if text_cache.batch_size != b:
+                raise ValueError(f"text_cache holds {text_cache.batch_size} rows for a batch of {b}")
+            text, text_bias, text_kv = None, text_cache.bias, text_cache.kv
         pooled = pooled_projections.to(h_v.dtype)
         mod_v, out_shift_v, out_scale_v = self.video_cond(timestep, audio_timestep, pooled)
         mod_a, out_shift_a, out_scale_a = self.audio_cond(audio_timestep, timestep, pooled)
 
         # 3. blocks. The text length changes with the prompt: marked dynamic, compiled blocks (regional
         # torch.compile) take any prompt with one graph instead of compiling again per length. A no-op when eager.
-        torch._dynamo.maybe_mark_dynamic(text, 1)
+        if text is not None:
+            torch._dynamo.maybe_mark_dynamic(text, 1)
         if text_bias is not None:
             torch._dynamo.maybe_mark_dynamic(text_bias, 3)
-        for block in self.blocks:
-            args = (h_v, h_a, mod_v, mod_a, text, text_bias, rope_v, rope_a, cm_rope_v, cm_rope_a, dt_va, cm_scale)
+        for block, kv in zip(self.blocks, text_kv):
+            args = (h_v, h_a, mod_v, mod_a, text, text_bias, rope_v, rope_a, cm_rope_v, cm_rope_a, dt_va, cm_scale, kv)
             if torch.is_grad_enabled() and self.gradient_checkpointing:
                 h_v, h_a = self._gradient_checkpointing_func(block, *args)
             else:
