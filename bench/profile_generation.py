@@ -256,7 +256,9 @@ def run(args: argparse.Namespace) -> dict:
 
     log("counting FLOPs of one transformer forward per row count ...")
     flops_total, flops_parts_total = 0, {}
-    with autocast():
+    # replayed at the precision the forwards ran in: the captured text cache holds keys and values of that dtype
+    bf16_forwards = args.bf16 or transformer_precision == "bf16"
+    with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=bf16_forwards):
         for rows, kwargs in captured.items():
             flops, flops_parts = count_flops(pipe.transformer, kwargs)
             n = rows_per_forward.count(rows)
