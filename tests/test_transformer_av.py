@@ -224,3 +224,27 @@ def test_bf16_autocast_stays_close_to_fp32():
     assert low.sample.dtype == torch.float32
     err = (low.sample - ref.sample).abs().mean() / ref.sample.abs().mean()
     assert err < 0.05
+
+
+def test_sampling_attention_fuses_self_and_cross_modal_attention_only(monkeypatch):
+    """ATTENTION_BACKEND "auto": without autograd, self- and cross-modal attention run torch's fused kernel (4 calls
+    a block) and the text attention, whose keys hold caption padding, the explicit softmax (why: see
+    test_pipeline's batch test under bf16); while autograd records, none is fused."""
+    import torch.nn.functional as F
+
+    from seedance.models import transformer_av
+
+    monkeypatch.setattr(transformer_av, "ATTENTION_BACKEND", "auto")
+    model = tiny_transformer().eval()
+    perturb_outputs(model)
+    perturb_cross_modal(model)
+    x = inputs()
+    fused = []
+    real_sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **k: fused.append(1) or real_sdpa(*a, **k))
+    with torch.no_grad():
+        model(**x)
+    assert len(fused) == 4 * len(model.blocks)
+    fused.clear()
+    model(**x).sample.sum().backward()
+    assert fused == []

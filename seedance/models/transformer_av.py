@@ -40,9 +40,11 @@ from torch import nn
 
 from seedance.models.rope import apply_rope, rope_cos_sin, time_axes, video_axes
 
-# Attention kernel: "matmul" (explicit softmax(QK^T)V, measured faster than torch's CPU SDPA backward at
-# these sizes) or "sdpa". Module-level so a benchmark or a GPU run can switch it.
-ATTENTION_BACKEND = "matmul"
+# Attention kernel: "matmul" (explicit softmax(QK^T)V), "sdpa" (torch's fused kernel) or "auto": matmul while
+# autograd records (its backward measured faster than torch's CPU SDPA backward at these sizes) and sdpa without
+# (sampling: one fused call in place of four, 4-5% off a 25-step call on a 2-core CPU). Module-level so a
+# benchmark or a GPU run can switch it.
+ATTENTION_BACKEND = "auto"
 
 MASK_VALUE = -1e9  # finite: a fully masked row becomes uniform instead of NaN
 
@@ -58,9 +60,18 @@ class SeedanceTransformerOutput(BaseOutput):
     # the default only lets BaseOutput be rebuilt from a dict, as accelerate's fp32 conversion does)
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """q [B,H,Nq,d], k/v [B,H,Nk,d], additive bias broadcastable to [B,H,Nq,Nk] -> [B,H,Nq,d]."""
-    if ATTENTION_BACKEND == "sdpa":
+def attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None = None, padded_keys: bool = False
+) -> torch.Tensor:
+    """q [B,H,Nq,d], k/v [B,H,Nk,d], additive bias broadcastable to [B,H,Nq,Nk] -> [B,H,Nq,d].
+
+    padded_keys: the keys hold padding that `bias` masks (a batch of captions). "auto" then keeps the explicit
+    softmax, where a masked key weighs exactly 0: the fused kernel's blocked softmax lets the padding move bf16
+    roundings, and a clip would change with the length of the prompts batched with it."""
+    backend = ATTENTION_BACKEND
+    if backend == "auto":
+        backend = "matmul" if torch.is_grad_enabled() or padded_keys else "sdpa"
+    if backend == "sdpa":
         return F.scaled_dot_product_attention(q, k, v, attn_mask=None if bias is None else bias.to(q.dtype), scale=1.0)
     scores = torch.matmul(q, k.transpose(-1, -2))  # q arrives pre-scaled by 1/sqrt(d)
     if bias is not None:
@@ -84,10 +95,12 @@ class RMSNorm(nn.Module):
 class Attention(nn.Module):
     """Multi-head attention with QK-RMSNorm and optional RoPE on either side; context=None means self-attention."""
 
-    def __init__(self, query_dim: int, context_dim: int, heads: int, head_dim: int, zero_out: bool = False):
+    def __init__(self, query_dim: int, context_dim: int, heads: int, head_dim: int, zero_out: bool = False,
+                 padded_context: bool = False):
         super().__init__()
         inner = heads * head_dim
         self.heads, self.head_dim = heads, head_dim
+        self.padded_context = padded_context  # the context is a padded caption batch (see attention())
         self.to_q = nn.Linear(query_dim, inner)
         self.to_k = nn.Linear(context_dim, inner)
         self.to_v = nn.Linear(context_dim, inner)
@@ -121,7 +134,7 @@ class Attention(nn.Module):
             q = apply_rope(q, *q_rope)
         if k_rope is not None:
             k = apply_rope(k, *k_rope)
-        out = attention(q, k, v, bias)  # [B,H,Nq,d]
+        out = attention(q, k, v, bias, padded_keys=self.padded_context)  # [B,H,Nq,d]
         b, _, n, _ = out.shape
         return self.to_out(out.transpose(1, 2).reshape(b, n, self.heads * self.head_dim))
 
@@ -155,7 +168,7 @@ class BranchLayers(nn.Module):
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.self_attn = Attention(dim, dim, heads, dim // heads)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.text_attn = Attention(dim, text_dim, heads, dim // heads)
+        self.text_attn = Attention(dim, text_dim, heads, dim // heads, padded_context=True)
         self.norm3 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.ff = FeedForward(dim, ff_mult)
         # per-block offsets added to the shared adaLN output (PixArt's adaLN-single); zeros => gates start at 0
