@@ -382,6 +382,22 @@ def test_a_batch_with_one_generator_per_prompt_gives_each_clip_its_own_noise(pip
     assert not torch.allclose(batch.frames[0], batch.frames[1], atol=1e-2)  # and each its own
 
 
+def test_the_video_decoder_takes_a_batch_a_few_clips_at_a_time_with_the_same_frames(pipe, monkeypatch):
+    import pipelines.pipeline_seedance as pipeline_module
+
+    calls = []
+    real_decode = pipe.vae.decode_latents
+    monkeypatch.setattr(pipe.vae, "decode_latents", lambda z, **kw: calls.append(z.shape[0]) or real_decode(z, **kw))
+    prompts = ["a red ball bounces", "keys light up", "a face talks"]
+    chunked = pipe(prompts, generator=[gen(k) for k in range(3)], output_type="pt", **FAST)
+    assert calls == [2, 1]  # VAE_DECODE_CHUNK = 2
+    calls.clear()
+    monkeypatch.setattr(pipeline_module, "VAE_DECODE_CHUNK", 16)
+    whole = pipe(prompts, generator=[gen(k) for k in range(3)], output_type="pt", **FAST)
+    assert calls == [3]
+    assert torch.allclose(chunked.frames, whole.frames, atol=1e-5)
+
+
 def test_under_bf16_a_clip_does_not_change_with_the_prompts_batched_with_it(pipe):
     """Batched captions are padded to the longest one. The text attention keeps the explicit softmax, where a masked
     key weighs exactly 0; torch's fused kernel let the padding move bf16 roundings (up to 0.04 in these latents)."""
