@@ -62,6 +62,7 @@ from seedance.config import ClipPreset, check_duration, frames_for, get_preset
 from seedance.errors import SeedanceError, WeightsError
 from seedance.hardware import PRECISIONS, resolve_precision
 from seedance.models.mel import mel_span
+from seedance.models.transformer_av import TextCache
 
 SAMPLING_DEFAULTS_FILE = "sampling_defaults.json"
 DEFAULT_SAMPLING = {
@@ -547,10 +548,6 @@ class SeedancePipeline(DiffusionPipeline):
                     step_cm = torch.cat([step_cm, cm_scale[:batch]])
                 n_rows = len(rows_v)
                 with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
-                    # the text's keys and values, once per set of rows (guided, unguided, led) rather than per step
-                    if (n_rows, led) not in text_caches:
-                        text_caches[n_rows, led] = self.transformer.cache_text(step_text.to(transformer_dtype),
-                                                                               step_mask)
                     out = self.transformer(
                         hidden_states=torch.cat(rows_v).to(transformer_dtype),
                         audio_hidden_states=audio_latents.repeat(n_rows, 1, 1).to(transformer_dtype),
@@ -560,7 +557,9 @@ class SeedancePipeline(DiffusionPipeline):
                         audio_timestep=t_a.repeat(n_rows),
                         encoder_attention_mask=step_mask,
                         cross_modal=step_cm if cross_modal else False,
-                        text_cache=text_caches[n_rows, led],
+                        # the text's keys and values, made by the first forward of each set of rows (guided,
+                        # unguided, led) and reused by the later ones
+                        text_cache=text_caches.setdefault((n_rows, led), TextCache()),
                     )
                 v_all, va_all = out.sample.float().chunk(n_rows), out.audio_sample.float().chunk(n_rows)
                 parts = {name: (v_all[k], va_all[k]) for k, (name, _) in enumerate(step_passes)}

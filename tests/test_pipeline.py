@@ -195,13 +195,20 @@ def test_the_text_keys_and_values_are_made_once_per_set_of_rows_and_change_nothi
     p = tiny_pipeline()
     perturb_outputs(p.transformer)
     text_k = p.transformer.blocks[0].video.text_attn.to_k
-    calls = []
+    calls, inside_forward, outside = [], [False], []
     text_k.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    # made inside the transformer's forward, after hooks on it (accelerate's CPU offload moves the weights there)
+    p.transformer.register_forward_pre_hook(lambda module, args: inside_forward.__setitem__(0, True))
+    p.transformer.register_forward_hook(lambda module, args, out: inside_forward.__setitem__(0, False))
+    text_k.register_forward_pre_hook(lambda module, args: None if inside_forward[0] else outside.append(1))
     kw = dict(transformer_precision=precision, num_inference_steps=5, guidance_stop=0.6, output_type="latent")
     cached = p("a ball", generator=gen(), **kw)
     assert calls == [3, 1]  # 3 guided steps of 3 rows (cond, uncond, no cross-modal), then 2 of the cond row
+    assert outside == []
     calls.clear()
-    monkeypatch.setattr(p.transformer, "cache_text", lambda *args, **kwargs: None)  # every forward on its own
+    import pipelines.pipeline_seedance as pipeline_module
+
+    monkeypatch.setattr(pipeline_module, "TextCache", lambda: None)  # no cache: every forward on its own
     per_step = p("a ball", generator=gen(), **kw)
     assert calls == [3, 3, 3, 1, 1]
     assert torch.equal(cached.frames, per_step.frames) and torch.equal(cached.audio, per_step.audio)

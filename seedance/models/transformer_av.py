@@ -273,15 +273,20 @@ class DualBranchBlock(nn.Module):
 
 @dataclass
 class TextCache:
-    """The text's share of a forward that no denoising step changes, computed once per sampling call.
+    """The text's share of a forward that no denoising step changes, kept from one step to the next.
 
     The caption's keys and values in every block's text cross-attention (both branches) and its mask bias are
-    functions of the text alone; recomputing them at every step was 11% of a forward on a 2-core CPU. Built by
-    `SeedanceTransformer.cache_text` with the same modules (and, under autocast, the same casts) as the forward,
-    so a forward given the cache returns the same values to the bit."""
+    functions of the text alone. Pass an empty `TextCache()` with the first forward of a sampling loop: that forward
+    fills it (with its own modules and, under autocast, its own casts, so later forwards given it return the same
+    values to the bit), and later forwards with the same text reuse it. Filling it inside forward, not ahead of it,
+    keeps it working where hooks on forward move the weights (accelerate's CPU offload)."""
 
-    kv: tuple  # per block: ((k, v) video branch, (k, v) audio branch), each [B,H,L,d]
-    bias: torch.Tensor | None  # [B,1,1,L] additive mask bias, None when every token is real
+    kv: tuple | None = None  # per block: ((k, v) video branch, (k, v) audio branch), each [B,H,L,d]
+    bias: torch.Tensor | None = None  # [B,1,1,L] additive mask bias, None when every token is real
+
+    @property
+    def filled(self) -> bool:
+        return self.kv is not None
 
     @property
     def batch_size(self) -> int:
@@ -455,21 +460,15 @@ class SeedanceTransformer(ModelMixin, ConfigMixin):
         bias = torch.zeros(keep.shape, device=device, dtype=torch.float32).masked_fill(~keep, MASK_VALUE)
         return bias[:, None, None, :]
 
-    def cache_text(
-        self, encoder_hidden_states: torch.Tensor, encoder_attention_mask: torch.Tensor | None = None
-    ) -> TextCache:
-        """The text's keys and values for every block, made once for a sampling loop (see TextCache).
-
-        Call it under the same autocast as the forwards that take it: its values are then theirs to the bit."""
-        text = self.text_norm(encoder_hidden_states)  # [B,L,Dt]
-        bias = None if encoder_attention_mask is None else self._text_bias(encoder_attention_mask, text.device)
+    def _fill_text_cache(self, cache: TextCache, text: torch.Tensor, text_bias: torch.Tensor | None) -> None:
+        """Every block's text keys and values from the normalised text [B,L,Dt], into `cache`."""
         kv = tuple((block.video.text_attn.context_kv(text), block.audio.text_attn.context_kv(text))
                    for block in self.blocks)
         for pairs in kv:  # compiled blocks: the text length stays a dynamic dimension
             for k, v in pairs:
                 torch._dynamo.maybe_mark_dynamic(k, 2)
                 torch._dynamo.maybe_mark_dynamic(v, 2)
-        return TextCache(kv=kv, bias=bias)
+        cache.kv, cache.bias = kv, text_bias
 
     # ----------------------------------------------------------------- forward
     def forward(
@@ -484,7 +483,7 @@ class SeedanceTransformer(ModelMixin, ConfigMixin):
         cross_modal: bool | torch.Tensor = True,  # False / [B] zeros: run without cross-modal attention
         video_times: torch.Tensor | None = None,  # [Tv] seconds, overrides the config rates
         audio_times: torch.Tensor | None = None,  # [Ta] seconds
-        text_cache: TextCache | None = None,  # cache_text(encoder_hidden_states, encoder_attention_mask), made ahead
+        text_cache: TextCache | None = None,  # empty: filled by this call; filled: its text work is not redone
         return_dict: bool = True,
     ) -> SeedanceTransformerOutput | tuple[torch.Tensor, torch.Tensor]:
         c = self.config
@@ -520,14 +519,17 @@ class SeedanceTransformer(ModelMixin, ConfigMixin):
         # 2. tokens and conditioning
         h_v = self.patch_embed(self._patchify_video(hidden_states))  # [B,Nv,Dv]
         h_a = self.audio_patch_embed(self._patchify_audio(audio_hidden_states))  # [B,Na,Da]
-        if text_cache is None:
-            text, text_bias, text_kv = self.text_norm(encoder_hidden_states), None, [None] * len(self.blocks)
-            if encoder_attention_mask is not None:
-                text_bias = self._text_bias(encoder_attention_mask, device)
-        else:
+        if text_cache is not None and text_cache.filled:
             if text_cache.batch_size != b:
                 raise ValueError(f"text_cache holds {text_cache.batch_size} rows for a batch of {b}")
             text, text_bias, text_kv = None, text_cache.bias, text_cache.kv
+        else:
+            text, text_bias, text_kv = self.text_norm(encoder_hidden_states), None, [None] * len(self.blocks)
+            if encoder_attention_mask is not None:
+                text_bias = self._text_bias(encoder_attention_mask, device)
+            if text_cache is not None:  # the first forward of a loop: make the text's keys and values once
+                self._fill_text_cache(text_cache, text, text_bias)
+                text, text_kv = None, text_cache.kv
         pooled = pooled_projections.to(h_v.dtype)
         mod_v, out_shift_v, out_scale_v = self.video_cond(timestep, audio_timestep, pooled)
         mod_a, out_shift_a, out_scale_a = self.audio_cond(audio_timestep, timestep, pooled)
