@@ -42,7 +42,7 @@ from seedance.models.rope import apply_rope, rope_cos_sin, time_axes, video_axes
 
 # Attention kernel: "matmul" (explicit softmax(QK^T)V), "sdpa" (torch's fused kernel) or "auto": matmul while
 # autograd records (its backward measured faster than torch's CPU SDPA backward at these sizes) and sdpa without
-# (sampling: one fused call in place of four, 4-5% off a 25-step call on a 2-core CPU). Module-level so a
+# (sampling: one fused call in place of four, 3% off a 25-step call on a 2-core AMX CPU). Module-level so a
 # benchmark or a GPU run can switch it.
 ATTENTION_BACKEND = "auto"
 
