@@ -76,7 +76,7 @@ DEFAULT_SAMPLING = {
 }
 MAX_INFERENCE_STEPS = 1000
 MAX_TIMESTEP_SHIFT = 20.0  # beyond it nearly every step sits at sigma ~1
-VAE_DECODE_CHUNK = 2  # clips per video-decoder call (see step 7 of __call__)
+VAE_DECODE_CHUNK = 2  # clips per video-decoder call on a CPU (see step 7 of __call__)
 TEXT_CACHE_SIZE = 64  # prompt batches whose embeddings are kept
 MAX_VIDEO_TOKENS = 4096  # per clip: attention memory grows with its square (4096 tokens ~ 1 GB at batch 3)
 
@@ -610,12 +610,14 @@ class SeedancePipeline(DiffusionPipeline):
                 if self.vae.uses_audio_cue:
                     p = self.preset
                     cue = mel_span(mel.float(), 0, n_frames, p.fps, p.sample_rate, p.hop_length).to(self.vae.dtype)
-                # a few clips at a time: 16 clips decoded at once took 1.8x the time of 8 chunks of 2 on a 2-core
-                # CPU (the 3-D conv activations of a large batch fall out of cache); the frames are the same
+                # on a CPU a few clips at a time: 16 clips decoded at once took 1.8x the time of 8 chunks of 2 on a
+                # 2-core CPU (the 3-D conv activations of a large batch fall out of cache); the frames are the same.
+                # A GPU takes the whole batch in one call.
+                chunk = VAE_DECODE_CHUNK if device_type == "cpu" else latents.shape[0]
                 video_px = torch.cat([
-                    self.vae.decode_latents(latents[i : i + VAE_DECODE_CHUNK].to(self.vae.dtype), num_frames=n_frames,
-                                            audio_mel=None if cue is None else cue[i : i + VAE_DECODE_CHUNK]).float()
-                    for i in range(0, latents.shape[0], VAE_DECODE_CHUNK)
+                    self.vae.decode_latents(latents[i : i + chunk].to(self.vae.dtype), num_frames=n_frames,
+                                            audio_mel=None if cue is None else cue[i : i + chunk]).float()
+                    for i in range(0, latents.shape[0], chunk)
                 ])
             video_px = ((video_px.clamp(-1, 1) + 1) / 2).permute(0, 2, 1, 3, 4)  # [B,F,3,H,W] in [0,1]
             if output_type == "pt":
