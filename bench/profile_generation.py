@@ -16,7 +16,8 @@ guidance arithmetic, noise). parts_s sums to total_s.
 FLOPs: torch.utils.flop_counter over one transformer forward with the exact inputs of a sampling step
 (all guidance passes in one batch), times the number of forwards with that many rows (after the guidance stop a
 step runs the conditional row alone, so each row count is counted on its own); the CPU flash-attention kernel, which the
-counter does not know, is counted as 4*B*H*Nq*Nk*d. transformer_tflops = FLOPs / transformer seconds;
+counter does not know, is counted as 4*B*H*Nq*Nk*d, and the packed bf16 linear layers (oneDNN's
+_linear_pointwise) as 2*rows*in*out. transformer_tflops = FLOPs / transformer seconds;
 matmul peaks are a 2048x2048 matmul in bf16 and fp32 on the same device in the same run (bf16 at 512x512
 where it is emulated: a 2048 one took about a minute there);
 mfu = transformer_tflops / the faster of the two peaks (the bf16 one wherever bf16 is native; on a CPU without
@@ -28,6 +29,7 @@ share and the rate it runs at. Other processes on the machine lower every rate: 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import sys
@@ -138,6 +140,13 @@ def count_flops(transformer, kwargs: dict) -> tuple[int, dict[str, int]]:
             return 4 * b * h * n_q * n_k * d  # QK^T and PV, 2 FLOPs per multiply-add
 
         custom[aten._scaled_dot_product_flash_attention_for_cpu] = cpu_sdpa_flop
+    mkldnn = getattr(torch.ops, "mkldnn", None)
+    if mkldnn is not None and hasattr(mkldnn, "_linear_pointwise"):  # the transformer's packed bf16 linear layers
+        def packed_linear_flop(x_shape, w_shape, *args, out_shape=None, **kw) -> int:
+            rows = math.prod(x_shape[:-1])
+            return 2 * rows * x_shape[-1] * out_shape[-1]
+
+        custom[mkldnn._linear_pointwise] = packed_linear_flop
     with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=custom) as counter:
         transformer(**kwargs)
     total = int(counter.get_total_flops())

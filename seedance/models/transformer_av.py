@@ -38,6 +38,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
+from seedance.models.packed_linear import Linear
 from seedance.models.rope import apply_rope, rope_cos_sin, time_axes, video_axes
 
 # Attention kernel: "matmul" (explicit softmax(QK^T)V), "sdpa" (torch's fused kernel) or "auto": matmul while
@@ -101,12 +102,12 @@ class Attention(nn.Module):
         inner = heads * head_dim
         self.heads, self.head_dim = heads, head_dim
         self.padded_context = padded_context  # the context is a padded caption batch (see attention())
-        self.to_q = nn.Linear(query_dim, inner)
-        self.to_k = nn.Linear(context_dim, inner)
-        self.to_v = nn.Linear(context_dim, inner)
+        self.to_q = Linear(query_dim, inner)
+        self.to_k = Linear(context_dim, inner)
+        self.to_v = Linear(context_dim, inner)
         self.norm_q = RMSNorm(head_dim)
         self.norm_k = RMSNorm(head_dim)
-        self.to_out = nn.Linear(inner, query_dim)
+        self.to_out = Linear(inner, query_dim)
         if zero_out:  # cross-modal: starts as "no coupling"
             nn.init.zeros_(self.to_out.weight)
             nn.init.zeros_(self.to_out.bias)
@@ -143,8 +144,8 @@ class FeedForward(nn.Module):
     def __init__(self, dim: int, mult: float):
         super().__init__()
         hidden = int(dim * mult)
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
+        self.fc1 = Linear(dim, hidden)
+        self.fc2 = Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
@@ -307,11 +308,11 @@ class BranchConditioning(nn.Module):
     def __init__(self, dim: int, pooled_dim: int, freq_dim: int = 256):
         super().__init__()
         self.freq_dim = freq_dim
-        self.own_t = nn.Sequential(nn.Linear(freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
-        self.other_t = nn.Sequential(nn.Linear(freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
-        self.text = nn.Linear(pooled_dim, dim)
-        self.to_mod = nn.Linear(dim, N_MOD * dim)  # shared by all blocks
-        self.to_out_mod = nn.Linear(dim, 2 * dim)  # final layer shift/scale
+        self.own_t = nn.Sequential(Linear(freq_dim, dim), nn.SiLU(), Linear(dim, dim))
+        self.other_t = nn.Sequential(Linear(freq_dim, dim), nn.SiLU(), Linear(dim, dim))
+        self.text = Linear(pooled_dim, dim)
+        self.to_mod = Linear(dim, N_MOD * dim)  # shared by all blocks
+        self.to_out_mod = Linear(dim, 2 * dim)  # final layer shift/scale
         for lin in (self.to_mod, self.to_out_mod):
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)
@@ -375,8 +376,8 @@ class SeedanceTransformer(ModelMixin, ConfigMixin):
         a_patch = audio_in_channels * audio_patch_size
 
         # 0. token embeddings
-        self.patch_embed = nn.Linear(v_patch, video_dim)
-        self.audio_patch_embed = nn.Linear(a_patch, audio_dim)
+        self.patch_embed = Linear(v_patch, video_dim)
+        self.audio_patch_embed = Linear(a_patch, audio_dim)
         self.text_norm = nn.LayerNorm(text_dim, eps=1e-6)
         self.video_cond = BranchConditioning(video_dim, pooled_text_dim)
         self.audio_cond = BranchConditioning(audio_dim, pooled_text_dim)
@@ -390,9 +391,9 @@ class SeedanceTransformer(ModelMixin, ConfigMixin):
 
         # final layers: adaLN (zero-init) + zero-init projection back to patches
         self.norm_out = nn.LayerNorm(video_dim, elementwise_affine=False, eps=1e-6)
-        self.proj_out = nn.Linear(video_dim, v_patch)
+        self.proj_out = Linear(video_dim, v_patch)
         self.audio_norm_out = nn.LayerNorm(audio_dim, elementwise_affine=False, eps=1e-6)
-        self.audio_proj_out = nn.Linear(audio_dim, a_patch)
+        self.audio_proj_out = Linear(audio_dim, a_patch)
         for lin in (self.proj_out, self.audio_proj_out):
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)
