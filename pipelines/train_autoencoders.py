@@ -19,7 +19,10 @@ data-loader state to save.
 Video decoder with an audio timing cue (`--audio-cue N`, usually with
 `--init-from` and `--freeze-encoder`): each crop also gets the log-mel of its
 seconds, the true one or the audio VAE's round trip of it (half each), and
-`--audio-cue-dropout` of the steps get none.
+`--audio-cue-dropout` of the steps get none. `--latent-noise S` adds Gaussian
+noise to the latents the decoder reads (std drawn per clip from [0, S] latent
+stds), so the decoder also learns latents that are not exactly an encoder's,
+as a generator's are.
 
 Decoder-only rounds keep a generator valid: `--init-from` a trained model with
 `--freeze-encoder` (video or audio VAE) trains the decoder alone and keeps the
@@ -127,6 +130,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--audio-cue-dropout", type=float, default=0.2,
                    help="video VAE with --audio-cue: share of steps decoded without audio (a video-only decode "
                         "must stay good)")
+    p.add_argument("--latent-noise", type=float, default=0.0,
+                   help="video VAE with --freeze-encoder: the decoder reads latents with Gaussian noise added, its "
+                        "std (in units of the stored latent std) drawn per clip from [0, this], so that latents "
+                        "a generator makes, which are never exactly an encoder's, decode without flicker")
     p.add_argument("--scenes", default=",".join(SCENES),
                    help="comma-separated SyncWorld scenes to train on; a scene named twice is drawn twice as often")
     p.add_argument("--clips-per-scene", type=int, default=200)
@@ -165,6 +172,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--audio-cue-group needs --audio-cue N")
     if not 0.0 <= args.audio_cue_dropout < 1.0:
         p.error("--audio-cue-dropout must be in [0, 1)")
+    if args.latent_noise and (args.model != "video_vae" or not args.freeze_encoder):
+        p.error("--latent-noise is for --model video_vae with --freeze-encoder (the latents must stay the encoder's)")
+    if not 0.0 <= args.latent_noise <= 4.0 or math.isnan(args.latent_noise):
+        p.error("--latent-noise must be from 0 to 4 (a std in units of the latent std)")
     if args.freeze_encoder and (args.model == "vocoder" or args.init_from is None):
         p.error("--freeze-encoder is for --model video_vae or audio_vae with --init-from (a trained VAE whose "
                 "encoder to keep)")
@@ -383,7 +394,10 @@ class VideoTask(Task):
 
     def loss(self, model, batch, g):
         x, mel = batch
-        y, kl = model(x, sample_posterior=True, generator=g, return_kl=True, audio_mel=mel)
+        noise = None
+        if self.args.latent_noise > 0:  # the decoder also learns latents off the encoder's own (see --latent-noise)
+            noise = torch.rand(x.shape[0], generator=g).to(x.device) * self.args.latent_noise
+        y, kl = model(x, sample_posterior=True, generator=g, return_kl=True, audio_mel=mel, latent_noise=noise)
         y = y.float()
         l1, mse = (y - x).abs().mean(), (y - x).pow(2).mean()
         delta = delta_l1(y, x, dim=2)

@@ -77,6 +77,22 @@ def test_video_vae_shapes_at_tiny_preset():
     assert vae.latent_rate(TINY) == 4.0
 
 
+def test_video_vae_latent_noise_is_scaled_by_the_latent_std_per_clip():
+    """forward(latent_noise=[B]): clip b's latents get noise of std latent_noise[b] x the stored latent std."""
+    vae = VideoVAE(**SMALL_VIDEO).eval()
+    vae.set_latent_stats([0.0] * 4, [2.0] * 4)
+    x = torch.rand(2, 3, 8, TINY.height, TINY.width) * 2 - 1
+    seen = []
+    vae.decoder.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    with torch.no_grad():
+        clean = vae(x)
+        noisy = vae(x, latent_noise=torch.tensor([0.0, 0.5]), generator=torch.Generator().manual_seed(0))
+    z_clean, z_noisy = seen
+    assert torch.equal(z_noisy[0], z_clean[0]) and torch.equal(noisy[0], clean[0])  # level 0: untouched
+    std = (z_noisy[1] - z_clean[1]).std().item()
+    assert 0.85 < std < 1.15  # 0.5 x the stored std 2.0
+
+
 def test_video_vae_is_causal_in_time():
     torch.manual_seed(0)
     vae = VideoVAE(**SMALL_VIDEO).eval()
@@ -478,6 +494,18 @@ def test_decoder_only_finetune_keeps_the_encoder_and_latent_stats(tmp_path):
     assert "_name_or_path" not in json.loads((tmp_path / "export" / "config.json").read_text())
 
 
+def test_decoder_finetune_on_noised_latents_keeps_the_encoder_and_latent_stats(tmp_path):
+    """--latent-noise changes what the decoder reads, never the encoder or the stored statistics."""
+    start = tmp_path / "start"
+    vae = VideoVAE(**SMALL_VIDEO)
+    vae.set_latent_stats([0.1, -0.2, 0.3, 0.0], [1.5, 0.5, 2.0, 1.0])
+    vae.save_pretrained(start)
+    before, after = _decoder_finetune(tmp_path, start, "keys", "--latent-noise", "0.5")
+    _assert_only_the_decoder_learned(before, after, tmp_path / "export")
+    info = json.loads((tmp_path / "export" / "train_info.json").read_text())
+    assert info["recipe"]["latent_noise"] == 0.5
+
+
 def _assert_only_the_decoder_learned(before: dict, after: dict, export: Path) -> None:
     """The exported (fp16) encoder equals the starting one at that precision, some decoder weight moved, and the
     latent statistics the start was saved with ([0.1, -0.2, 0.3, 0.0], [1.5, 0.5, 2.0, 1.0]) were kept."""
@@ -504,6 +532,10 @@ def test_freeze_encoder_needs_a_starting_model(tmp_path, capsys):
         assert "--freeze-encoder is for --model video_vae or audio_vae with --init-from" in err
     assert "--roundtrip-share is for --model vocoder" in refused("--model", "audio_vae", "--roundtrip-share", "0.5")
     assert "--audio-cue-group needs --audio-cue N" in refused("--model", "video_vae", "--audio-cue-group")
+    assert "--latent-noise is for --model video_vae with --freeze-encoder" in refused(
+        "--model", "video_vae", "--latent-noise", "0.3")
+    assert "--latent-noise must be from 0 to 4" in refused(
+        "--model", "video_vae", "--init-from", str(tmp_path), "--freeze-encoder", "--latent-noise", "nan")
 
 
 def test_audio_decoder_only_finetune_keeps_the_encoder_and_latent_stats(tmp_path):

@@ -523,11 +523,17 @@ class VideoVAE(ModelMixin, ConfigMixin):
         generator: torch.Generator | None = None,
         return_kl: bool = False,
         audio_mel: torch.Tensor | None = None,
+        latent_noise: torch.Tensor | None = None,
     ):
         """Reconstruct frames (the training path); with return_kl also the posterior's KL to N(0, I).
-        audio_mel spans the frames' seconds; x's frame count must then be a multiple of tc."""
+        audio_mel spans the frames' seconds; x's frame count must then be a multiple of tc. latent_noise [B]:
+        Gaussian noise of this std, in units of the stored latent std, is added to each clip's latents before
+        decoding (a decoder trained so learns latents that are not exactly the encoder's, as a generator's are)."""
         dist = self.encode(x).latent_dist
         z = dist.sample(generator) if sample_posterior else dist.mode()
+        if latent_noise is not None:
+            eps = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+            z = z + latent_noise.to(z).view(-1, 1, 1, 1, 1) * self.latents_std_t.to(z.dtype) * eps
         y = self.decode(z, audio_mel=audio_mel).sample[:, :, : x.shape[2]]
         return (y, dist.kl()) if return_kl else y
 
