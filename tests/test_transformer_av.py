@@ -6,7 +6,7 @@ import pytest
 import torch
 from seedance_tiny_parts import tiny_transformer
 
-from seedance.models.rope import RopeAxis, apply_rope, rope_cos_sin, time_axes
+from seedance.models.rope import RopeAxis, RotaryTables, apply_rope, rope_cos_sin, time_axes, video_axes
 from seedance.models.transformer_av import CrossModalLocality, SeedanceTransformer, velocity_to_x0
 
 
@@ -131,6 +131,45 @@ def test_time_rope_scores_depend_only_on_time_difference():
     same = lambda tq, tk: (apply_rope(q, *rope_cos_sin(torch.tensor([[tq]]), axes)) *  # noqa: E731
                            apply_rope(q, *rope_cos_sin(torch.tensor([[tk]]), axes))).sum().item()
     assert same(1.0, 1.0) > max(same(1.0, 1.0 + d) for d in (0.05, 0.1, 0.25, 0.5, 1.0))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("layout", ["video", "time", "partial", "per_sample"])
+def test_rotary_tables_rotate_as_apply_rope_to_the_bit(dtype, layout):
+    """RotaryTables (whole-head tables made once a forward) gives apply_rope's result bit for bit, in the dtype
+    the tables were cast to and in another one."""
+    g = torch.Generator().manual_seed(0)
+    head = 48
+    if layout == "video":
+        coords = torch.rand(20, 3, generator=g) * torch.tensor([2.0, 4.0, 4.0])
+        cos, sin = rope_cos_sin(coords, video_axes(head, 0.1, 32.0, 16))
+    elif layout == "partial":  # fewer pairs than half the head: the rest pass through
+        cos, sin = rope_cos_sin(torch.rand(20, 1, generator=g) * 2, (RopeAxis(10, 0.1, 32.0),))
+    else:
+        shape = (3, 20, 1) if layout == "per_sample" else (20, 1)
+        cos, sin = rope_cos_sin(torch.rand(*shape, generator=g) * 2, time_axes(head, 0.1, 32.0))
+    x = (torch.randn(3, 4, 20, head, generator=g) * 3).to(dtype)
+    expected = apply_rope(x, cos, sin)
+    for table_dtype in (dtype, torch.float16):
+        out = RotaryTables(cos, sin, head, table_dtype).rotate(x)
+        assert out.dtype == dtype and torch.equal(out, expected)
+    with pytest.raises(ValueError, match="heads of 48"):
+        RotaryTables(cos, sin, head).rotate(x[..., :32])
+
+
+def test_rms_norm_keeps_its_scaled_weight_only_while_the_weight_is_unchanged():
+    from seedance.models.transformer_av import RMSNorm
+
+    norm = RMSNorm(8)
+    x = torch.randn(2, 8)
+    with torch.no_grad():
+        norm.weight.copy_(torch.linspace(0.5, 2.0, 8))
+        first = norm(x, gain=0.25)
+        assert torch.equal(first, (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)) * (norm.weight * 0.25))
+        norm.weight.mul_(2)  # as an optimizer step or a load would
+        assert torch.allclose(norm(x, gain=0.25), 2 * first)
+    norm(x, gain=0.25).sum().backward()  # with autograd the product is made afresh, in the graph
+    assert norm.weight.grad is not None and "_scaled" not in norm.state_dict()
 
 
 def test_rope_axis_frequencies_span_the_wavelength_range():

@@ -39,7 +39,7 @@ from diffusers.utils import BaseOutput
 from torch import nn
 
 from seedance.models.packed_linear import Linear
-from seedance.models.rope import apply_rope, rope_cos_sin, time_axes, video_axes
+from seedance.models.rope import RotaryTables, rope_cos_sin, time_axes, video_axes
 
 # Attention kernel: "matmul" (explicit softmax(QK^T)V), "sdpa" (torch's fused kernel) or "auto": matmul while
 # autograd records (its backward measured faster than torch's CPU SDPA backward at these sizes) and sdpa without
@@ -90,7 +90,22 @@ class RMSNorm(nn.Module):
         dtype = x.dtype
         x = x.float()
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (x * (self.weight * gain)).to(dtype)
+        return (x * self._scaled_weight(gain)).to(dtype)
+
+    def _scaled_weight(self, gain: float) -> torch.Tensor:
+        """weight * gain; without autograd made once and kept until the weight changes (sampling calls this
+        60 times a forward with the same two gains). weight * 1.0 is weight to the bit."""
+        if gain == 1.0:
+            return self.weight
+        if torch.is_grad_enabled():
+            return self.weight * gain
+        w = self.weight
+        key = (gain, w.data_ptr(), w._version, w.device)
+        cached = self.__dict__.get("_scaled")
+        if cached is None or cached[0] != key:
+            cached = (key, w.detach() * gain)
+            self.__dict__["_scaled"] = cached  # a plain attribute: not in the state dict
+        return cached[1]
 
 
 class Attention(nn.Module):
@@ -124,17 +139,17 @@ class Attention(nn.Module):
         self,
         x: torch.Tensor,
         context: torch.Tensor | None = None,
-        q_rope: tuple[torch.Tensor, torch.Tensor] | None = None,
-        k_rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+        q_rope: RotaryTables | None = None,
+        k_rope: RotaryTables | None = None,
         bias: torch.Tensor | None = None,
         kv: tuple[torch.Tensor, torch.Tensor] | None = None,  # context_kv(context), computed ahead (the text's)
     ) -> torch.Tensor:
         q = self.norm_q(self._split(self.to_q(x)), gain=self.head_dim**-0.5)  # softmax scale folded in
         k, v = self.context_kv(x if context is None else context) if kv is None else kv
         if q_rope is not None:
-            q = apply_rope(q, *q_rope)
+            q = q_rope.rotate(q)
         if k_rope is not None:
-            k = apply_rope(k, *k_rope)
+            k = k_rope.rotate(k)
         out = attention(q, k, v, bias, padded_keys=self.padded_context)  # [B,H,Nq,d]
         b, _, n, _ = out.shape
         return self.to_out(out.transpose(1, 2).reshape(b, n, self.heads * self.head_dim))
@@ -151,9 +166,10 @@ class FeedForward(nn.Module):
         return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
 
 
-def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """x [B,N,D], shift/scale [B,D] -> x * (1 + scale) + shift."""
-    return torch.addcmul(shift[:, None], x, 1 + scale[:, None])
+def modulate(x: torch.Tensor, shift: torch.Tensor, one_plus_scale: torch.Tensor) -> torch.Tensor:
+    """x [B,N,D], shift and 1 + scale [B,1,D] -> x * (1 + scale) + shift. The block makes 1 + scale for all of
+    its vectors in one addition (`mv1`), not one per use."""
+    return torch.addcmul(shift, x, one_plus_scale)
 
 
 def gated(h: torch.Tensor, gate: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
@@ -230,21 +246,23 @@ class DualBranchBlock(nn.Module):
         mod_a: torch.Tensor,  # [B,N_MOD,Da]
         text: torch.Tensor | None,  # [B,L,Dt]; None when text_kv is given
         text_bias: torch.Tensor | None,  # [B,1,1,L]
-        rope_v: tuple[torch.Tensor, torch.Tensor],  # [Nv,Pv] 3-D (t,h,w)
-        rope_a: tuple[torch.Tensor, torch.Tensor],  # [Na,Pa] 1-D t
-        cm_rope_v: tuple[torch.Tensor, torch.Tensor] | None,  # [Nv,Pc] 1-D t, cross-modal head size
-        cm_rope_a: tuple[torch.Tensor, torch.Tensor] | None,  # [Na,Pc]
+        rope_v: RotaryTables,  # [Nv,Dv/H] 3-D (t,h,w)
+        rope_a: RotaryTables,  # [Na,Da/H] 1-D t
+        cm_rope_v: RotaryTables | None,  # [Nv,Dc/H] 1-D t, cross-modal head size
+        cm_rope_a: RotaryTables | None,  # [Na,Dc/H]
         dt_va: torch.Tensor | None,  # [Nv,Na] |t_video - t_audio| seconds
         cross_modal_scale: torch.Tensor | None,  # [B] 1 = coupled, 0 = independent; None = skip entirely
         text_kv: tuple | None = None,  # ((k, v) video, (k, v) audio) of the text, from a TextCache; else from text
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        mv = (mod_v + self.video.mod_table[None].to(mod_v.dtype)).unbind(1)
-        ma = (mod_a + self.audio.mod_table[None].to(mod_a.dtype)).unbind(1)
+        # the block's adaLN vectors, each [B,1,D]; mv1/ma1 hold 1 + each (the scales and the cross-modal gate)
+        m_v = (mod_v + self.video.mod_table[None].to(mod_v.dtype))[:, :, None]
+        m_a = (mod_a + self.audio.mod_table[None].to(mod_a.dtype))[:, :, None]
+        mv, mv1, ma, ma1 = m_v.unbind(1), (1 + m_v).unbind(1), m_a.unbind(1), (1 + m_a).unbind(1)
 
         # 1-2. self-attention per branch (adaLN, zero-init gates)
-        x_v = modulate(self.video.norm1(h_v), mv[0], mv[1])
+        x_v = modulate(self.video.norm1(h_v), mv[0], mv1[1])
         h_v = gated(h_v, mv[2], self.video.self_attn(x_v, q_rope=rope_v, k_rope=rope_v))
-        x_a = modulate(self.audio.norm1(h_a), ma[0], ma[1])
+        x_a = modulate(self.audio.norm1(h_a), ma[0], ma1[1])
         h_a = gated(h_a, ma[2], self.audio.self_attn(x_a, q_rope=rope_a, k_rope=rope_a))
 
         # 3. text cross-attention (no positions on text: the caption is a bag of facts for both branches)
@@ -256,19 +274,19 @@ class DualBranchBlock(nn.Module):
         if self.has_cross_modal and cross_modal_scale is not None:
             n_v = self.cm_norm_video(h_v)
             n_a = self.cm_norm_audio(h_a)
-            q_v, kv_v = modulate(n_v, mv[6], mv[7]), modulate(n_v, mv[9], mv[10])
-            q_a, kv_a = modulate(n_a, ma[6], ma[7]), modulate(n_a, ma[9], ma[10])
+            q_v, kv_v = modulate(n_v, mv[6], mv1[7]), modulate(n_v, mv[9], mv1[10])
+            q_a, kv_a = modulate(n_a, ma[6], ma1[7]), modulate(n_a, ma[9], ma1[10])
             upd_v = self.audio_to_video(q_v, kv_a, q_rope=cm_rope_v, k_rope=cm_rope_a, bias=self.a2v_locality(dt_va))
             upd_a = self.video_to_audio(q_a, kv_v, q_rope=cm_rope_a, k_rope=cm_rope_v,
                                         bias=self.v2a_locality(dt_va.transpose(0, 1)))
             # gates are 1 + modulation: with zero-init output projections a zero gate would block all gradient
             s = cross_modal_scale.to(h_v.dtype)[:, None, None]
-            h_v = gated(h_v, s * (1 + mv[8][:, None]), upd_v)
-            h_a = gated(h_a, s * (1 + ma[8][:, None]), upd_a)
+            h_v = gated(h_v, s * mv1[8], upd_v)
+            h_a = gated(h_a, s * ma1[8], upd_a)
 
         # 5. feed-forward
-        h_v = gated(h_v, mv[5], self.video.ff(modulate(self.video.norm3(h_v), mv[3], mv[4])))
-        h_a = gated(h_a, ma[5], self.audio.ff(modulate(self.audio.norm3(h_a), ma[3], ma[4])))
+        h_v = gated(h_v, mv[5], self.video.ff(modulate(self.video.norm3(h_v), mv[3], mv1[4])))
+        h_a = gated(h_a, ma[5], self.audio.ff(modulate(self.audio.norm3(h_a), ma[3], ma1[4])))
         return h_v, h_a
 
 
@@ -504,15 +522,20 @@ class SeedanceTransformer(ModelMixin, ConfigMixin):
         v_coords, a_coords = self._positions(video_times.double().cpu(), audio_times.double().cpu(), grid_h, grid_w)
         v_coords, a_coords = v_coords.to(device), a_coords.to(device)
         lo, hi = c.rope_min_wavelength_s, c.rope_max_wavelength_s
-        rope_v = rope_cos_sin(v_coords, video_axes(c.video_dim // c.video_heads, lo, hi, c.max_grid))
-        rope_a = rope_cos_sin(a_coords, time_axes(c.audio_dim // c.audio_heads, lo, hi))
+        # the rotated queries and keys come out of linear layers: in autocast's dtype under autocast
+        rope_dtype = (torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type)
+                      else self.patch_embed.weight.dtype)
+        hd_v, hd_a = c.video_dim // c.video_heads, c.audio_dim // c.audio_heads  # head sizes
+        hd_c = c.cross_modal_dim // c.cross_modal_heads
+        rope_v = RotaryTables(*rope_cos_sin(v_coords, video_axes(hd_v, lo, hi, c.max_grid)), hd_v, rope_dtype)
+        rope_a = RotaryTables(*rope_cos_sin(a_coords, time_axes(hd_a, lo, hi)), hd_a, rope_dtype)
 
         use_cm = c.cross_modal_attention and not (isinstance(cross_modal, bool) and not cross_modal)
         cm_rope_v = cm_rope_a = dt_va = cm_scale = None
         if use_cm:
-            cm_axes = time_axes(c.cross_modal_dim // c.cross_modal_heads, lo, hi)
-            cm_rope_v = rope_cos_sin(v_coords[:, :1], cm_axes)
-            cm_rope_a = rope_cos_sin(a_coords, cm_axes)
+            cm_axes = time_axes(hd_c, lo, hi)
+            cm_rope_v = RotaryTables(*rope_cos_sin(v_coords[:, :1], cm_axes), hd_c, rope_dtype)
+            cm_rope_a = RotaryTables(*rope_cos_sin(a_coords, cm_axes), hd_c, rope_dtype)
             dt_va = (v_coords[:, :1] - a_coords[:, 0][None]).abs().float()  # [Nv,Na]
             cm_scale = torch.ones(b, device=device) if isinstance(cross_modal, bool) else (
                 cross_modal.to(device).float().expand(b))
@@ -549,8 +572,8 @@ class SeedanceTransformer(ModelMixin, ConfigMixin):
                 h_v, h_a = block(*args)
 
         # 4. back to latent patches
-        out_v = self.proj_out(modulate(self.norm_out(h_v), out_shift_v, out_scale_v))
-        out_a = self.audio_proj_out(modulate(self.audio_norm_out(h_a), out_shift_a, out_scale_a))
+        out_v = self.proj_out(modulate(self.norm_out(h_v), out_shift_v[:, None], 1 + out_scale_v[:, None]))
+        out_a = self.audio_proj_out(modulate(self.audio_norm_out(h_a), out_shift_a[:, None], 1 + out_scale_a[:, None]))
         out_v = self._unpatchify_video(out_v.float(), hidden_states.shape)
         out_a = self._unpatchify_audio(out_a.float(), audio_hidden_states.shape)
 
