@@ -172,6 +172,25 @@ def test_rms_norm_keeps_its_scaled_weight_only_while_the_weight_is_unchanged():
     assert norm.weight.grad is not None and "_scaled" not in norm.state_dict()
 
 
+def test_rotations_are_made_once_per_shape_and_kept_apart_from_inference_mode():
+    model = tiny_transformer()
+    perturb_outputs(model)
+    perturb_cross_modal(model)
+    x = inputs()
+    with torch.no_grad():
+        first = model(**x).sample
+        second = model(**x).sample
+    assert torch.equal(first, second) and len(model._rotation_cache) == 1
+    with torch.inference_mode():
+        model(**x)
+    assert len(model._rotation_cache) == 2
+    model(**x).sample.sum().backward()  # the no-grad entry serves autograd; an inference tensor could not
+    t_v, t_a = model.latent_times(8, 40)
+    with torch.no_grad():  # explicit clocks are not cached, and the default ones give the cached result
+        given = model(**x, video_times=t_v, audio_times=t_a).sample
+    assert torch.equal(given, first) and len(model._rotation_cache) == 2
+
+
 def test_rope_axis_frequencies_span_the_wavelength_range():
     freqs = RopeAxis(8, 0.1, 32.0).frequencies()
     assert freqs[0].item() == pytest.approx(2 * torch.pi / 0.1)

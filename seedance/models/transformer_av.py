@@ -434,6 +434,44 @@ class SeedanceTransformer(ModelMixin, ConfigMixin):
         video_coords = torch.stack([tt, hh, ww], dim=-1).reshape(-1, 3)
         return video_coords, ta_tok[:, None]
 
+    def _rotations(self, t_len: int, h_len: int, w_len: int, ta_len: int, video_times: torch.Tensor | None,
+                   audio_times: torch.Tensor | None, device: torch.device, rope_dtype: torch.dtype, use_cm: bool):
+        """The forward's RoPE tables (video, audio, and both cross-modal ones) and the video-audio time
+        distances [Nv,Na]. They depend on the latent shapes only, so on the config's clocks (no times given) the
+        last few sets are kept: a sampling loop makes them once, not once a step. Same values either way."""
+        key = None
+        if video_times is None and audio_times is None:
+            # inference mode apart: its tensors could not be saved for a backward pass outside it
+            key = (t_len, h_len, w_len, ta_len, str(device), rope_dtype, use_cm, torch.is_inference_mode_enabled())
+            cache = self.__dict__.setdefault("_rotation_cache", {})  # a plain attribute: not in the state dict
+            if key in cache:
+                return cache[key]
+        c = self.config
+        if video_times is None or audio_times is None:
+            dv, da = self.latent_times(t_len, ta_len)
+            video_times = dv if video_times is None else video_times
+            audio_times = da if audio_times is None else audio_times
+        grid_h, grid_w = h_len // c.patch_size, w_len // c.patch_size
+        v_coords, a_coords = self._positions(video_times.double().cpu(), audio_times.double().cpu(), grid_h, grid_w)
+        v_coords, a_coords = v_coords.to(device), a_coords.to(device)
+        lo, hi = c.rope_min_wavelength_s, c.rope_max_wavelength_s
+        hd_v, hd_a = c.video_dim // c.video_heads, c.audio_dim // c.audio_heads  # head sizes
+        hd_c = c.cross_modal_dim // c.cross_modal_heads
+        rope_v = RotaryTables(*rope_cos_sin(v_coords, video_axes(hd_v, lo, hi, c.max_grid)), hd_v, rope_dtype)
+        rope_a = RotaryTables(*rope_cos_sin(a_coords, time_axes(hd_a, lo, hi)), hd_a, rope_dtype)
+        cm_rope_v = cm_rope_a = dt_va = None
+        if use_cm:
+            cm_axes = time_axes(hd_c, lo, hi)
+            cm_rope_v = RotaryTables(*rope_cos_sin(v_coords[:, :1], cm_axes), hd_c, rope_dtype)
+            cm_rope_a = RotaryTables(*rope_cos_sin(a_coords, cm_axes), hd_c, rope_dtype)
+            dt_va = (v_coords[:, :1] - a_coords[:, 0][None]).abs().float()  # [Nv,Na]
+        out = (rope_v, rope_a, cm_rope_v, cm_rope_a, dt_va)
+        if key is not None:
+            if len(cache) >= 8:  # a few shapes at a time (durations, sizes); the oldest goes first
+                cache.pop(next(iter(cache)))
+            cache[key] = out
+        return out
+
     # ----------------------------------------------------------------- patchify
     def _patchify_video(self, x: torch.Tensor) -> torch.Tensor:
         b, ch, t, h, w = x.shape
@@ -514,29 +552,14 @@ class SeedanceTransformer(ModelMixin, ConfigMixin):
         audio_timestep = timestep if audio_timestep is None else _per_sample(audio_timestep, b, device)
 
         # 1. positions in seconds and their rotations
-        if video_times is None or audio_times is None:
-            dv, da = self.latent_times(t_len, ta_len)
-            video_times = dv if video_times is None else video_times
-            audio_times = da if audio_times is None else audio_times
-        grid_h, grid_w = h_len // c.patch_size, w_len // c.patch_size
-        v_coords, a_coords = self._positions(video_times.double().cpu(), audio_times.double().cpu(), grid_h, grid_w)
-        v_coords, a_coords = v_coords.to(device), a_coords.to(device)
-        lo, hi = c.rope_min_wavelength_s, c.rope_max_wavelength_s
         # the rotated queries and keys come out of linear layers: in autocast's dtype under autocast
         rope_dtype = (torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type)
                       else self.patch_embed.weight.dtype)
-        hd_v, hd_a = c.video_dim // c.video_heads, c.audio_dim // c.audio_heads  # head sizes
-        hd_c = c.cross_modal_dim // c.cross_modal_heads
-        rope_v = RotaryTables(*rope_cos_sin(v_coords, video_axes(hd_v, lo, hi, c.max_grid)), hd_v, rope_dtype)
-        rope_a = RotaryTables(*rope_cos_sin(a_coords, time_axes(hd_a, lo, hi)), hd_a, rope_dtype)
-
         use_cm = c.cross_modal_attention and not (isinstance(cross_modal, bool) and not cross_modal)
-        cm_rope_v = cm_rope_a = dt_va = cm_scale = None
+        rope_v, rope_a, cm_rope_v, cm_rope_a, dt_va = self._rotations(
+            t_len, h_len, w_len, ta_len, video_times, audio_times, device, rope_dtype, use_cm)
+        cm_scale = None
         if use_cm:
-            cm_axes = time_axes(hd_c, lo, hi)
-            cm_rope_v = RotaryTables(*rope_cos_sin(v_coords[:, :1], cm_axes), hd_c, rope_dtype)
-            cm_rope_a = RotaryTables(*rope_cos_sin(a_coords, cm_axes), hd_c, rope_dtype)
-            dt_va = (v_coords[:, :1] - a_coords[:, 0][None]).abs().float()  # [Nv,Na]
             cm_scale = torch.ones(b, device=device) if isinstance(cross_modal, bool) else (
                 cross_modal.to(device).float().expand(b))
 
