@@ -93,7 +93,7 @@ class RotaryTables:
 
     and x rotates as x * cos_full + swap_halves(x) * sin_full: apply_rope's arithmetic term by term
     (a + (-b) is a - b in IEEE arithmetic, and negation rounds exactly), so the result is the same to the bit
-    in five operations instead of about thirteen. The tables are also kept cast to `dtype`, the dtype the
+    in six operations instead of about thirteen. The tables are also kept cast to `dtype`, the dtype the
     rotated tensors are expected in (bf16 under autocast); another dtype is cast on the fly, as apply_rope does.
     """
 
