@@ -134,6 +134,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="video VAE with --freeze-encoder: the decoder reads latents with Gaussian noise added, its "
                         "std (in units of the stored latent std) drawn per clip from [0, this], so that latents "
                         "a generator makes, which are never exactly an encoder's, decode without flicker")
+    p.add_argument("--timing-jitter", type=int, default=0,
+                   help="video VAE with --freeze-encoder and --audio-cue: the encoder reads the crop moved by up to "
+                        "this many frames (per clip), the decoder must give back the unmoved crop with its mel, so "
+                        "it learns to take event times from the audio cue rather than from the latents")
     p.add_argument("--scenes", default=",".join(SCENES),
                    help="comma-separated SyncWorld scenes to train on; a scene named twice is drawn twice as often")
     p.add_argument("--clips-per-scene", type=int, default=200)
@@ -176,6 +180,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--latent-noise is for --model video_vae with --freeze-encoder (the latents must stay the encoder's)")
     if not 0.0 <= args.latent_noise <= 4.0 or math.isnan(args.latent_noise):
         p.error("--latent-noise must be from 0 to 4 (a std in units of the latent std)")
+    if args.timing_jitter and (args.model != "video_vae" or not args.freeze_encoder or not args.audio_cue):
+        p.error("--timing-jitter is for --model video_vae with --freeze-encoder and --audio-cue")
+    if not 0 <= args.timing_jitter <= 8:
+        p.error("--timing-jitter must be from 0 to 8 frames")
     if args.freeze_encoder and (args.model == "vocoder" or args.init_from is None):
         p.error("--freeze-encoder is for --model video_vae or audio_vae with --init-from (a trained VAE whose "
                 "encoder to keep)")
@@ -376,6 +384,10 @@ class VideoTask(Task):
         starts = torch.randint((f - crop) // tc + 1, (self.args.batch_size,), generator=g) * tc
         t = starts[:, None] + torch.arange(crop)
         x = frames_to_video(self.clips.frames[idx[:, None], t])
+        moved = None  # with --timing-jitter, what the encoder reads instead of x; the target and the mel stay x's
+        if self.args.timing_jitter:
+            shift = torch.randint(-self.args.timing_jitter, self.args.timing_jitter + 1, (len(idx),), generator=g)
+            moved = frames_to_video(self.clips.frames[idx[:, None], (t + shift[:, None]).clamp(0, f - 1)])
         # Spatial crops (on the latent grid, so the convolutions see what they see on whole frames):
         # four 32x32 crops cost what one 64x64 frame does and show more varied content per step.
         size, sc = self.args.spatial_crop, self.model_sc
@@ -384,20 +396,24 @@ class VideoTask(Task):
             oy = torch.randint((h - size) // sc + 1, (1,), generator=g).item() * sc
             ox = torch.randint((w - size) // sc + 1, (1,), generator=g).item() * sc
             x = x[..., oy : oy + size, ox : ox + size]
+            moved = None if moved is None else moved[..., oy : oy + size, ox : ox + size]
         flip = torch.rand(self.args.batch_size, generator=g) < 0.5  # horizontal flips double the layouts seen
         x[flip] = x[flip].flip(-1)
+        if moved is not None:
+            moved[flip] = moved[flip].flip(-1)
+        x_in = x if moved is None else moved
         if self.mels is None:
-            return x, None
+            return x, None, x_in
         mel = self._mel_for(self.mels, idx, starts, crop, g)
         drop = torch.rand((), generator=g).item() < self.args.audio_cue_dropout
-        return x, (None if drop else mel)
+        return x, (None if drop else mel), (x if drop else x_in)  # no cue, no way to know the moved times
 
     def loss(self, model, batch, g):
-        x, mel = batch
+        x, mel, x_in = batch
         noise = None
         if self.args.latent_noise > 0:  # the decoder also learns latents off the encoder's own (see --latent-noise)
             noise = torch.rand(x.shape[0], generator=g).to(x.device) * self.args.latent_noise
-        y, kl = model(x, sample_posterior=True, generator=g, return_kl=True, audio_mel=mel, latent_noise=noise)
+        y, kl = model(x_in, sample_posterior=True, generator=g, return_kl=True, audio_mel=mel, latent_noise=noise)
         y = y.float()
         l1, mse = (y - x).abs().mean(), (y - x).pow(2).mean()
         delta = delta_l1(y, x, dim=2)

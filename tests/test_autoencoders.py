@@ -536,6 +536,37 @@ def test_freeze_encoder_needs_a_starting_model(tmp_path, capsys):
         "--model", "video_vae", "--latent-noise", "0.3")
     assert "--latent-noise must be from 0 to 4" in refused(
         "--model", "video_vae", "--init-from", str(tmp_path), "--freeze-encoder", "--latent-noise", "nan")
+    assert "--timing-jitter is for --model video_vae with --freeze-encoder and --audio-cue" in refused(
+        "--model", "video_vae", "--init-from", str(tmp_path), "--freeze-encoder", "--timing-jitter", "2")
+    assert "--timing-jitter must be from 0 to 8" in refused(
+        "--model", "video_vae", "--init-from", str(tmp_path), "--freeze-encoder", "--audio-cue", "8",
+        "--timing-jitter", "9")
+
+
+def test_timing_jitter_moves_what_the_encoder_reads_not_the_target_or_the_mel(tmp_path):
+    """--timing-jitter J: per clip the encoder's frames are the target's moved by one shift in [-J, J] (clamped at
+    the clip's ends); the target and its mel are the unmoved crop's. Without it both are the same tensor."""
+    from pipelines.train_autoencoders import Clips, VideoTask, parse_args
+
+    frame_index = torch.arange(32, dtype=torch.uint8)[None, :, None, None, None] * 4  # pixel value = 4 x frame
+    clips = Clips(frames=frame_index.expand(3, 32, 8, 8, 3).contiguous(), audio=torch.zeros(3, TINY.num_samples),
+                  scenes=["keys"] * 3)
+
+    def batch(*extra: str):
+        args = parse_args(["--model", "video_vae", "--out", str(tmp_path), "--init-from", str(tmp_path),
+                           "--freeze-encoder", "--audio-cue", "8", "--audio-cue-dropout", "0", "--crop", "8",
+                           "--batch-size", "12", *extra])
+        return VideoTask(args, TINY, clips, clips).batch(torch.Generator().manual_seed(0))
+
+    x, mel, x_in = batch()
+    assert x_in is x and mel is not None
+    x, mel, x_in = batch("--timing-jitter", "2")
+    to_index = lambda v: torch.round((v[:, 0, :, 0, 0] + 1) * 127.5 / 4)  # noqa: E731 ([B,3,F,H,W] in [-1,1])
+    shift = to_index(x_in) - to_index(x)  # [B,F]
+    inner = shift[:, 2:-2]  # away from the clip's ends, where the moved crop is clamped
+    assert (inner.abs() <= 2).all() and (inner == inner[:, :1]).all()  # one shift per clip, all frames
+    assert inner[:, 0].abs().sum() > 0  # some clips moved
+    assert mel.shape[0] == x.shape[0]
 
 
 def test_audio_decoder_only_finetune_keeps_the_encoder_and_latent_stats(tmp_path):
