@@ -22,7 +22,10 @@ seconds, the true one or the audio VAE's round trip of it (half each), and
 `--audio-cue-dropout` of the steps get none. `--latent-noise S` adds Gaussian
 noise to the latents the decoder reads (std drawn per clip from [0, S] latent
 stds), so the decoder also learns latents that are not exactly an encoder's,
-as a generator's are.
+as a generator's are. `--timing-jitter J` has the encoder read the crop moved
+by up to J frames while the target and its mel stay unmoved, so the decoder
+learns to take event times from the mel. Both were tried on the shipped decoder
+and not kept (README, "What the remaining misses are made of").
 
 Decoder-only rounds keep a generator valid: `--init-from` a trained model with
 `--freeze-encoder` (video or audio VAE) trains the decoder alone and keeps the
@@ -132,8 +135,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "must stay good)")
     p.add_argument("--latent-noise", type=float, default=0.0,
                    help="video VAE with --freeze-encoder: the decoder reads latents with Gaussian noise added, its "
-                        "std (in units of the stored latent std) drawn per clip from [0, this], so that latents "
-                        "a generator makes, which are never exactly an encoder's, decode without flicker")
+                        "std (in units of the stored latent std) drawn per clip from [0, this], so that it also "
+                        "learns latents that are not exactly an encoder's, as a generator's are")
     p.add_argument("--timing-jitter", type=int, default=0,
                    help="video VAE with --freeze-encoder and --audio-cue: the encoder reads the crop moved by up to "
                         "this many frames (per clip), the decoder must give back the unmoved crop with its mel, so "
