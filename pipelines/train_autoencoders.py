@@ -102,6 +102,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--trace-weight", type=float, default=0.0,
                    help="video VAE: weight of the motion-trace loss (each frame's mean |change| against the "
                         "original's: what the offset estimator reads)")
+    p.add_argument("--colour-weight", type=float, default=0.0,
+                   help="video VAE: weight of the colour-distribution loss (per frame and channel, L1 between the "
+                        "sorted pixel values of output and original: blind to where a colour is, it penalises "
+                        "colours mixed by blur)")
     p.add_argument(
         "--head-weight",
         type=float,
@@ -185,6 +189,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--latent-noise must be from 0 to 4 (a std in units of the latent std)")
     if args.timing_jitter and (args.model != "video_vae" or not args.freeze_encoder or not args.audio_cue):
         p.error("--timing-jitter is for --model video_vae with --freeze-encoder and --audio-cue")
+    if args.colour_weight and args.model != "video_vae":
+        p.error("--colour-weight is for --model video_vae")
+    if not 0.0 <= args.colour_weight <= 100.0 or math.isnan(args.colour_weight):
+        p.error("--colour-weight must be from 0 to 100")
     if not 0 <= args.timing_jitter <= 8:
         p.error("--timing-jitter must be from 0 to 8 frames")
     if args.freeze_encoder and (args.model == "vocoder" or args.init_from is None):
@@ -306,6 +314,14 @@ def delta_l1(pred: torch.Tensor, target: torch.Tensor, dim: int) -> torch.Tensor
     return (pred.diff(dim=dim) - target.diff(dim=dim)).abs().mean()
 
 
+def colour_distribution_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """video [B,3,T,H,W]: per frame and channel, L1 between the sorted pixel values (the 1-D Wasserstein distance of
+    the two value distributions). Where the decoder cannot tell where an object is, plain L1 favours a blur that
+    mixes its colour with the backdrop; this term is unchanged by where a colour is and grows with such mixing."""
+    b, c, t = pred.shape[:3]
+    return (pred.reshape(b, c, t, -1).sort(-1).values - target.reshape(b, c, t, -1).sort(-1).values).abs().mean()
+
+
 def motion_trace_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """video [B,3,T,H,W]: L1 between the per-frame mean |grey change| of both (the offset estimator's motion
     energy). delta_l1 bounds it from above but weighs every pixel's error alike; this one weighs exactly the
@@ -421,9 +437,12 @@ class VideoTask(Task):
         l1, mse = (y - x).abs().mean(), (y - x).pow(2).mean()
         delta = delta_l1(y, x, dim=2)
         trace = motion_trace_l1(y, x)
+        colour = colour_distribution_l1(y, x) if self.args.colour_weight else y.new_zeros(())
         loss = l1 + mse + self.args.delta_weight * delta + self.args.trace_weight * trace + self.args.kl_weight * kl
+        loss = loss + self.args.colour_weight * colour
         psnr = 10 * math.log10(4.0 / max(mse.item(), 1e-10))
-        logs = {"l1": l1.item(), "mse": mse.item(), "delta": delta.item(), "trace": trace.item(), "kl": kl.item()}
+        logs = {"l1": l1.item(), "mse": mse.item(), "delta": delta.item(), "trace": trace.item(), "kl": kl.item(),
+                "colour": colour.item()}
         return loss, {**logs, "psnr": psnr}
 
     @torch.no_grad()

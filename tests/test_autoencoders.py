@@ -637,6 +637,21 @@ def test_motion_trace_loss_reads_each_frames_total_change():
     assert motion_trace_l1(x + 0.1, x) < 1e-6  # a steady brightness change is no motion
 
 
+def test_colour_distribution_loss_ignores_where_a_colour_is_and_penalises_blur():
+    from pipelines.train_autoencoders import colour_distribution_l1
+
+    x = torch.full((2, 3, 4, 16, 16), -0.8)
+    x[:, 0, :, 4:8, 4:8] = 0.9  # a red square on a dark backdrop
+    moved = torch.full_like(x, -0.8)
+    moved[:, 0, :, 9:13, 2:6] = 0.9  # the same square elsewhere
+    blurred = torch.nn.functional.avg_pool3d(x, (1, 3, 3), stride=1, padding=(0, 1, 1), count_include_pad=False)
+    assert colour_distribution_l1(x, x) == 0.0
+    assert colour_distribution_l1(moved, x) == 0.0  # pixel L1 would call this a large error
+    assert (moved - x).abs().mean() > 0.05
+    assert colour_distribution_l1(blurred, x) > 0.005  # the square's red mixed into the backdrop
+    assert colour_distribution_l1(blurred, x) <= (blurred - x).abs().mean() + 1e-7  # bounded by the pixel L1
+
+
 # ---- the video decoder's audio timing cue ----------------------------------------------------------------------
 
 
