@@ -334,10 +334,12 @@ def test_general_english_sentences_are_prose_and_never_a_heldout_phrase(tmp_path
     ]
     assert prose_sentences("Use `foo_bar()` to set it. See http://example.com for more details here.") == []
     phrase = heldout_phrases()[0]
+    held_out_sentence = f"Then {phrase} was written in the old file today."
+    assert prose_sentences(held_out_sentence) == [held_out_sentence]  # prose: only the held-out check drops it
     pkg = tmp_path / "pkg"
     pkg.mkdir()
     (pkg / "mod.py").write_text(
-        f'"""Open the file and read every line of it.\n\nThen {phrase} was written in the old file today."""\n'
+        f'"""Open the file and read every line of it.\n\n{held_out_sentence}"""\n'
         'def f():\n    """Compute the mean of all values in the given list."""\n'
     )
     (pkg / "notes.md").write_text("The program prints a short summary of the run.\n\nint x = 3;\n")
