@@ -131,6 +131,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--extra-share", type=float, default=0.5, help="share of each batch taken from --extra-text")
     p.add_argument(
+        "--extend-vocab",
+        type=int,
+        default=0,
+        help="with --init-from and --extra-text: continue the initial tokenizer's BPE on the general English for "
+        "up to this many new pieces (seedance/models/vocab_extension.py); the caption writers' words keep their "
+        "exact pieces and ids, new embedding rows start as the mean of the pieces they replace (0: off)",
+    )
+    p.add_argument(
         "--anchor-weight",
         type=float,
         default=0.0,
@@ -174,6 +182,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--anchor-weight must be from 0 to 1000")
     if args.extra_text < 0:
         p.error("--extra-text must be 0 or more")
+    if args.extend_vocab < 0:
+        p.error("--extend-vocab must be 0 or more")
+    if args.extend_vocab and (args.init_from is None or not args.extra_text):
+        p.error("--extend-vocab needs --init-from (the tokenizer to grow) and --extra-text (the text it grows on)")
     if not 0.0 < args.extra_share < 1.0:
         p.error("--extra-share must be between 0 and 1")
     return args
@@ -298,6 +310,15 @@ def prepare_word_targets(args: argparse.Namespace) -> Path:
     t0 = time.time()
     corpus = json.loads((data / "corpus.json").read_text())
     corpus += load_extra(data)  # rows after the captions, as training indexes them (len(corpus) + j)
+    for folder in map(Path, args.teacher_cache_from):  # an earlier run on the very same texts: its targets
+        other = folder / "teacher_words.safetensors"
+        if other.is_file() and (folder / "corpus.json").is_file():
+            if json.loads((folder / "corpus.json").read_text()) + load_extra(folder) == corpus:
+                tmp = path.with_suffix(".tmp")
+                shutil.copyfile(other, tmp)
+                os.replace(tmp, path)
+                print(f"word-level teacher states reused from {folder}", flush=True)
+                return path
     print(f"word-level teacher states for {len(corpus)} texts ...", flush=True)
     vectors, offsets = teacher_word_vectors(corpus)
     tmp = path.with_suffix(".tmp")
@@ -354,6 +375,11 @@ def prepare_data(args: argparse.Namespace) -> Path:
     if corpus_file.is_file() and eval_file.is_file() and cache_file.is_file() and (data / "tokenizer").is_dir():
         if args.extra_text and not extra_file.is_file():
             raise SeedanceError(f"{data} was built without --extra-text; give a new --out to add general English")
+        built = json.loads((data / "prep.json").read_text()) if (data / "prep.json").is_file() else {}
+        if built.get("extend_vocab", 0) != args.extend_vocab:
+            raise SeedanceError(
+                f"{data} was built with --extend-vocab {built.get('extend_vocab', 0)}; give a new --out to change it"
+            )
         return data  # built by an earlier run: a resumed run must see the same corpus
     t0 = time.time()
     words = augmentation_words() if args.augment_fraction > 0 else []
@@ -365,17 +391,22 @@ def prepare_data(args: argparse.Namespace) -> Path:
         "heldout_captions": heldout_captions(args.eval_size, seed=args.seed, exclude=seen),
         "heldout_phrasings": heldout_phrasings(args.eval_size, seed=args.seed, exclude=seen),
     }
-    if args.init_from is not None:  # the initial encoder's ids: a new tokenizer would scramble its embeddings
-        tokenizer = SeedanceTokenizer.from_pretrained(args.init_from / "tokenizer")
-    else:
-        tokenizer = SeedanceTokenizer.train(corpus, vocab_size=args.vocab_size, max_length=args.max_position)
-    tokenizer.save_pretrained(data / "tokenizer")
     extra = []
     if args.extra_text:
         from seedance.data.generic_text import generic_sentences
 
         extra = generic_sentences(args.extra_text, args.seed, root=args.extra_text_from)
         extra = [t for t in extra if t not in seen]
+    if args.init_from is not None:  # the initial encoder's ids: a new tokenizer would scramble its embeddings
+        tokenizer = SeedanceTokenizer.from_pretrained(args.init_from / "tokenizer")
+        if args.extend_vocab:  # grown on the general English; the caption writers' words keep their pieces
+            from seedance.data.captions import caption_writer_texts
+            from seedance.models.vocab_extension import extend_vocabulary
+
+            tokenizer = extend_vocabulary(tokenizer, extra, args.extend_vocab, caption_writer_texts(20000, args.seed))
+    else:
+        tokenizer = SeedanceTokenizer.train(corpus, vocab_size=args.vocab_size, max_length=args.max_position)
+    tokenizer.save_pretrained(data / "tokenizer")
     everything = corpus + evals["heldout_captions"] + evals["heldout_phrasings"] + extra
     known = {}
     for folder in args.teacher_cache_from:
@@ -403,6 +434,7 @@ def prepare_data(args: argparse.Namespace) -> Path:
     atomic_write_bytes(eval_file, json.dumps(evals).encode())
     atomic_write_bytes(extra_file, json.dumps(extra).encode())
     prep = {"minutes": round((time.time() - t0) / 60, 1), "teacher_embedded": len(todo), "reused": len(everything)}
+    prep["extend_vocab"] = args.extend_vocab
     prep["reused"] -= len(todo)
     atomic_write_bytes(data / "prep.json", json.dumps(prep).encode())
     atomic_write_bytes(corpus_file, json.dumps(corpus).encode())  # last: its presence marks a complete cache
@@ -584,6 +616,12 @@ def main(argv: list[str] | None = None) -> None:
         from seedance.models.io import load_component
 
         model = load_component(EngramMoETextEncoder, args.init_from / "text_encoder").float()
+        init_tokenizer = SeedanceTokenizer.from_pretrained(args.init_from / "tokenizer")
+        if tokenizer.vocab_size > init_tokenizer.vocab_size:  # --extend-vocab: rows for the new pieces
+            from seedance.models.vocab_extension import new_piece_sources
+
+            model.grow_vocabulary(new_piece_sources(init_tokenizer, tokenizer))
+            accelerator.print(f"vocabulary grown {init_tokenizer.vocab_size} -> {tokenizer.vocab_size} ids")
         if args.anchor_weight:
             anchor_model = load_component(EngramMoETextEncoder, args.init_from / "text_encoder").float().eval()
             anchor_model.requires_grad_(False)
@@ -629,8 +667,12 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     if anchor_model is not None:
+        # captions whose ids a grown tokenizer changed (augmented ones with general words) cannot be compared
+        # token by token with the initial encoder's states: the anchor uses the others
+        anchor_pool = [t for t in corpus if tokenizer.encode(t) == init_tokenizer.encode(t)]
         accelerator.print(
-            f"anchoring the token states of training captions to {args.init_from} (weight {args.anchor_weight})"
+            f"anchoring the token states of {len(anchor_pool)} training captions to {args.init_from} "
+            f"(weight {args.anchor_weight})"
         )
     if extra:
         accelerator.print(f"general English: {len(extra)} sentences, {args.extra_share:.0%} of each batch")
@@ -655,8 +697,8 @@ def main(argv: list[str] | None = None) -> None:
         texts = [texts_all[i] for i in idx]
         n_anchor = 0
         if anchor_model is not None:  # training captions whose token states stay the initial encoder's
-            anchor_idx = batch_indices(step, len(corpus), args.anchor_batch * world, args.seed + 2)[rank::world]
-            anchor_texts = [corpus[i] for i in anchor_idx]
+            anchor_idx = batch_indices(step, len(anchor_pool), args.anchor_batch * world, args.seed + 2)[rank::world]
+            anchor_texts = [anchor_pool[i] for i in anchor_idx]
             n_anchor = len(anchor_texts)
             texts = texts + anchor_texts  # one forward for both: DDP expects one per backward
         batch = tokenizer(texts, max_length=args.max_position)

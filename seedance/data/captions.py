@@ -396,3 +396,12 @@ def heldout_phrasings(n: int, seed: int = 0, exclude: set[str] | frozenset[str] 
             out.setdefault(text)
         i += 1
     return list(out)
+
+
+def caption_writer_texts(n: int, seed: int = 0) -> list[str]:
+    """What the caption writers say, without augmentation or word bags: `n` training-style captions (scene
+    generators, paraphrases, short prompts, the clause grammar) and n // 4 test-split scene-generator captions.
+
+    Their words are the ones a generator is trained on and prompted with: a grown tokenizer must split them
+    exactly as before (seedance.models.vocab_extension `protect`)."""
+    return training_corpus(n, seed, grammar_fraction=0.6) + heldout_captions(n // 4, seed)

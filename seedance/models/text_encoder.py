@@ -148,6 +148,27 @@ class EngramMoETextEncoder(ModelMixin, ConfigMixin):
                 nn.init.normal_(block.ffn.down.weight, std=block.ffn.down.in_features**-0.5 / math.sqrt(2 * n))
         nn.init.normal_(self.pool_proj.weight, std=self.config.hidden_size**-0.5)
 
+    @torch.no_grad()
+    def grow_vocabulary(self, sources: dict[int, list[int]]) -> None:
+        """Add embedding rows for new token ids (a tokenizer grown by seedance.models.vocab_extension).
+
+        `sources` maps each new id (the next ids after the current vocabulary, all of them) to the old ids
+        its text used to split into; the new row starts as their mean, so a grown tokenizer at first reads a
+        new word about as the model read its pieces. Old rows, and so every old id's output, are untouched.
+        """
+        old = self.token_embedding
+        new_size = old.num_embeddings + len(sources)
+        if sorted(sources) != list(range(old.num_embeddings, new_size)):
+            raise SeedanceError("the new token ids must follow the current vocabulary without gaps")
+        table = nn.Embedding(new_size, old.embedding_dim, device=old.weight.device, dtype=old.weight.dtype)
+        table.weight[: old.num_embeddings] = old.weight
+        for cid, ids in sources.items():
+            if not ids or max(ids) >= old.num_embeddings:
+                raise SeedanceError(f"new token {cid} must come from existing ids, got {ids}")
+            table.weight[cid] = old.weight[ids].mean(0)
+        self.token_embedding = table
+        self.register_to_config(vocab_size=new_size)
+
     # ---- Engram table placement -------------------------------------------------------------------------------
 
     def _make_hasher(self, rows_per_head: int) -> NgramHasher:
