@@ -129,6 +129,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="folder whose .py docstrings and .md/.rst/.txt files --extra-text reads (default: site-packages)",
     )
+    p.add_argument(
+        "--splice-text",
+        type=int,
+        default=0,
+        help="with --extra-text: also this many training captions with runs of the general sentences' words set "
+        "in front of them and into their gaps (seedance/data/generic_text.py spliced_captions); they join the "
+        "general English share of each batch (0: none)",
+    )
     p.add_argument("--extra-share", type=float, default=0.5, help="share of each batch taken from --extra-text")
     p.add_argument(
         "--extend-vocab",
@@ -184,6 +192,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--extra-text must be 0 or more")
     if args.extend_vocab < 0:
         p.error("--extend-vocab must be 0 or more")
+    if args.splice_text < 0 or (args.splice_text and not args.extra_text):
+        p.error("--splice-text must be 0 or more, and needs --extra-text (the sentences it splices in)")
     if args.extend_vocab and (args.init_from is None or not args.extra_text):
         p.error("--extend-vocab needs --init-from (the tokenizer to grow) and --extra-text (the text it grows on)")
     if not 0.0 < args.extra_share < 1.0:
@@ -232,6 +242,8 @@ def load_teacher_cache(folder: Path | None) -> dict[str, torch.Tensor]:
     cache = load_file(str(folder / "teacher.safetensors"))
     texts = {"train": json.loads((folder / "corpus.json").read_text())}
     texts.update(json.loads((folder / "eval.json").read_text()))
+    if "extra" in cache:  # a run with --extra-text: its general English sentences too
+        texts["extra"] = load_extra(folder)
     return {t: cache[name][i] for name, items in texts.items() for i, t in enumerate(items)}
 
 
@@ -300,8 +312,9 @@ def teacher_word_vectors(texts: list[str], batch_size: int = 64) -> tuple[torch.
 
 
 def prepare_word_targets(args: argparse.Namespace) -> Path:
-    """<out>/data/teacher_words.safetensors for the word-level loss (built once, after prepare_data)."""
-    from safetensors.torch import save_file
+    """<out>/data/teacher_words.safetensors for the word-level loss (built once, after prepare_data); a text an
+    earlier run's data folder (--teacher-cache-from) already has keeps that run's rows."""
+    from safetensors.torch import load_file, save_file
 
     data = Path(args.out) / "data"
     path = data / "teacher_words.safetensors"
@@ -310,17 +323,24 @@ def prepare_word_targets(args: argparse.Namespace) -> Path:
     t0 = time.time()
     corpus = json.loads((data / "corpus.json").read_text())
     corpus += load_extra(data)  # rows after the captions, as training indexes them (len(corpus) + j)
-    for folder in map(Path, args.teacher_cache_from):  # an earlier run on the very same texts: its targets
+    known: dict[str, torch.Tensor] = {}  # text -> its word rows, from earlier runs (--teacher-cache-from)
+    for folder in map(Path, args.teacher_cache_from):
         other = folder / "teacher_words.safetensors"
         if other.is_file() and (folder / "corpus.json").is_file():
-            if json.loads((folder / "corpus.json").read_text()) + load_extra(folder) == corpus:
-                tmp = path.with_suffix(".tmp")
-                shutil.copyfile(other, tmp)
-                os.replace(tmp, path)
-                print(f"word-level teacher states reused from {folder}", flush=True)
-                return path
-    print(f"word-level teacher states for {len(corpus)} texts ...", flush=True)
-    vectors, offsets = teacher_word_vectors(corpus)
+            words = load_file(str(other))
+            texts = json.loads((folder / "corpus.json").read_text()) + load_extra(folder)
+            bounds = words["offsets"].tolist()
+            needed = set(corpus)
+            known.update((t, words["vectors"][bounds[i] : bounds[i + 1]]) for i, t in enumerate(texts) if t in needed)
+    todo = list(dict.fromkeys(t for t in corpus if t not in known))
+    print(f"word-level teacher states for {len(todo)} texts ({len(corpus) - len(todo)} reused) ...", flush=True)
+    if todo:
+        new_vectors, new_offsets = teacher_word_vectors(todo)
+        bounds = new_offsets.tolist()
+        known.update((t, new_vectors[bounds[i] : bounds[i + 1]]) for i, t in enumerate(todo))
+    rows = [known[t] for t in corpus]
+    vectors = torch.cat(rows)
+    offsets = torch.tensor([0, *map(len, rows)]).cumsum(0)
     tmp = path.with_suffix(".tmp")
     save_file({"vectors": vectors, "offsets": offsets}, str(tmp))
     os.replace(tmp, path)
@@ -376,10 +396,10 @@ def prepare_data(args: argparse.Namespace) -> Path:
         if args.extra_text and not extra_file.is_file():
             raise SeedanceError(f"{data} was built without --extra-text; give a new --out to add general English")
         built = json.loads((data / "prep.json").read_text()) if (data / "prep.json").is_file() else {}
-        if built.get("extend_vocab", 0) != args.extend_vocab:
-            raise SeedanceError(
-                f"{data} was built with --extend-vocab {built.get('extend_vocab', 0)}; give a new --out to change it"
-            )
+        for flag in ("extend_vocab", "splice_text"):
+            if built.get(flag, 0) != getattr(args, flag):
+                name = "--" + flag.replace("_", "-")
+                raise SeedanceError(f"{data} was built with {name} {built.get(flag, 0)}; give a new --out to change it")
         return data  # built by an earlier run: a resumed run must see the same corpus
     t0 = time.time()
     words = augmentation_words() if args.augment_fraction > 0 else []
@@ -407,6 +427,11 @@ def prepare_data(args: argparse.Namespace) -> Path:
     else:
         tokenizer = SeedanceTokenizer.train(corpus, vocab_size=args.vocab_size, max_length=args.max_position)
     tokenizer.save_pretrained(data / "tokenizer")
+    if args.splice_text:  # after the tokenizer: it grows on the general sentences alone
+        from seedance.data.generic_text import spliced_captions
+
+        spliced = spliced_captions(corpus, extra, args.splice_text, args.seed)
+        extra += [t for t in spliced if t not in seen]
     everything = corpus + evals["heldout_captions"] + evals["heldout_phrasings"] + extra
     known = {}
     for folder in args.teacher_cache_from:
@@ -434,7 +459,7 @@ def prepare_data(args: argparse.Namespace) -> Path:
     atomic_write_bytes(eval_file, json.dumps(evals).encode())
     atomic_write_bytes(extra_file, json.dumps(extra).encode())
     prep = {"minutes": round((time.time() - t0) / 60, 1), "teacher_embedded": len(todo), "reused": len(everything)}
-    prep["extend_vocab"] = args.extend_vocab
+    prep["extend_vocab"], prep["splice_text"] = args.extend_vocab, args.splice_text
     prep["reused"] -= len(todo)
     atomic_write_bytes(data / "prep.json", json.dumps(prep).encode())
     atomic_write_bytes(corpus_file, json.dumps(corpus).encode())  # last: its presence marks a complete cache

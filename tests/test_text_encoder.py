@@ -483,4 +483,91 @@ def test_two_process_training_stops_and_resumes(tmp_path):
     after = tuned_te.encode(tuned_tok, ["a red ball bounces"])
     assert 0.0 < float((start - after).abs().max())  # trained
     assert float((start * after).sum()) > 0.99  # from the export's weights: a fresh encoder would point elsewhere
-    assert "anchoring the token states of training captions" in proc.stdout + proc.stderr
+    assert "anchoring the token states of" in proc.stdout + proc.stderr
+
+    # The same fine-tune with the tokenizer grown on the general English: old ids keep their texts, the
+    # captions keep their ids, and the encoder gets one embedding row per new id.
+    grown, grown_export = tmp_path / "grown", tmp_path / "grown_weights"
+    args[args.index("--out") + 1], args[args.index("--export") + 1] = str(grown), str(grown_export)
+    proc = subprocess.run([*args, "--extend-vocab", "20"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    grown_tok = SeedanceTokenizer.from_pretrained(grown_export / "tokenizer")
+    assert grown_tok.vocab_size > tok.vocab_size
+    assert grown_tok.id_texts()[: tok.vocab_size] == tok.id_texts()
+    assert grown_tok.encode("a red ball bounces") == tok.encode("a red ball bounces")
+    prose = "The first module reads every file"
+    assert len(grown_tok.encode(prose)) < len(tok.encode(prose))
+    grown_te = EngramMoETextEncoder.from_pretrained(grown_export / "text_encoder")
+    assert grown_te.token_embedding.num_embeddings == grown_tok.vocab_size == grown_te.config.vocab_size
+
+
+# ---- a grown vocabulary ------------------------------------------------------------------------------------------
+
+GENERAL = [
+    "The module reads every file in the folder before the program starts.",
+    "Whenever you call this function, the library checks the arguments first.",
+    "This method returns the number of items that were written to the stream.",
+] * 4
+
+
+def test_grown_tokenizer_keeps_protected_text_and_splits_new_words_into_fewer_pieces(corpus, tokenizer, tmp_path):
+    from seedance.models.vocab_extension import extend_vocabulary, new_piece_sources
+
+    grown = extend_vocabulary(tokenizer, GENERAL, num_new=40, protect=corpus)
+    assert tokenizer.vocab_size < grown.vocab_size and grown.raw_vocab_size <= tokenizer.raw_vocab_size + 40
+    assert grown.id_texts()[: tokenizer.vocab_size] == tokenizer.id_texts()  # old ids keep their texts
+    assert all(grown.encode(t) == tokenizer.encode(t) for t in corpus)  # every protected caption: the same ids
+    assert sum(map(len, map(grown.encode, GENERAL))) < sum(map(len, map(tokenizer.encode, GENERAL)))
+    sources = new_piece_sources(tokenizer, grown)
+    assert sorted(sources) == list(range(tokenizer.vocab_size, grown.vocab_size))
+    texts = tokenizer.id_texts()
+    for cid, ids in sources.items():  # a new piece is the join of the old pieces it replaces
+        assert "".join(texts[i] for i in ids).replace(" ", "") == grown.id_texts()[cid].replace(" ", "")
+    grown.save_pretrained(tmp_path / "tok")
+    again = SeedanceTokenizer.from_pretrained(tmp_path / "tok")
+    assert [again.encode(t) for t in GENERAL] == [grown.encode(t) for t in GENERAL]
+    with pytest.raises(SeedanceError, match="at least 1"):
+        extend_vocabulary(tokenizer, GENERAL, num_new=0)
+
+
+def test_grown_encoder_reads_old_ids_exactly_as_before(corpus, tokenizer, model):
+    import copy
+
+    from seedance.models.vocab_extension import extend_vocabulary, new_piece_sources
+
+    grown_tok = extend_vocabulary(tokenizer, GENERAL, num_new=40, protect=corpus)
+    sources = new_piece_sources(tokenizer, grown_tok)
+    grown = copy.deepcopy(model)
+    grown.grow_vocabulary(sources)
+    assert grown.config.vocab_size == grown_tok.vocab_size == grown.token_embedding.num_embeddings
+    batch = tokenizer(corpus[:8])
+    with torch.no_grad():
+        assert torch.equal(model(**batch).last_hidden_state, grown(**batch).last_hidden_state)
+        cid, ids = next(iter(sources.items()))
+        assert torch.allclose(grown.token_embedding.weight[cid], model.token_embedding.weight[ids].mean(0))
+        new_ids = grown_tok(GENERAL[:2])
+        assert int(new_ids["input_ids"].max()) >= tokenizer.vocab_size  # the grown model takes the new ids
+        assert bool(torch.isfinite(grown(**new_ids).text_embeds).all())
+    with pytest.raises(SeedanceError, match="follow the current vocabulary"):
+        copy.deepcopy(model).grow_vocabulary({tokenizer.vocab_size + 1: [3]})
+
+
+def test_spliced_captions_keep_the_caption_words_in_order_and_no_heldout_phrase():
+    from seedance.data.generic_text import spliced_captions
+
+    captions = ["a red ball bounces on navy, with rubber clacks", "piano keys glow teal over black"]
+    sentences = ["Note that this value is used by every reader of the stream.", "The grid keeps its own copy."]
+    texts = spliced_captions(captions, sentences, 20, seed=3)
+    assert len(texts) == len(set(texts)) > 10 and texts == spliced_captions(captions, sentences, 20, seed=3)
+    general = {w for s in sentences for w in s.rstrip(".").split()}
+    held_out = heldout_phrases()
+    for text in texts:
+        words = text.split()
+        source = next(c.split() for c in captions if all(w in words for w in c.split()))
+        it = iter(words)
+        assert all(w in it for w in source)  # the caption's words, in their order
+        assert set(words) - set(source) and set(words) - set(source) <= general  # plus general words only
+        assert not any(p in words_of(text) for p in held_out)
+        assert "red ball" in text or "keys glow" in text  # runs go between phrases, not inside them
+    with_heldout = spliced_captions(captions, ["we watch the value in this shot"], 20, seed=0)
+    assert not any("we watch" in words_of(t) or "in this shot" in words_of(t) for t in with_heldout)

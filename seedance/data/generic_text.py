@@ -82,3 +82,51 @@ def generic_sentences(n: int, seed: int = 0, root: Path | None = None, progress:
     kept = sorted(s for s in found if not any(p in words_of(s) for p in held_out))
     random.Random(seed).shuffle(kept)
     return kept[:n]
+
+
+_GAP_BEFORE = frozenset({"with", "on", "over", "in", "against", "and", "while", "as", "at", "behind", "across"})
+
+
+def _phrase_gaps(words: list[str]) -> list[int]:
+    """Word gaps between a caption's phrases (its ends, after , ; : and before a preposition or "and"), so an
+    inserted run does not split a noun phrase such as "cornflower blue ball"."""
+    gaps = {0, len(words)}
+    for i, w in enumerate(words):
+        if w[-1:] in ",;:":
+            gaps.add(i + 1)
+        if i and w.lower() in _GAP_BEFORE:
+            gaps.add(i)
+    return sorted(gaps)
+
+
+def spliced_captions(captions: list[str], sentences: list[str], n: int, seed: int = 0) -> list[str]:
+    """`n` distinct captions set inside ordinary English: one to three runs of 1-5 consecutive words cut from
+    the general sentences go into the gaps between a caption's phrases ("note that a red ball bounces which is
+    used on navy"), none holding a held-out phrase.
+
+    The held-out phrasings put known content inside sentence frames training never shows; the general
+    sentences alone teach unfamiliar words, but not how the teacher reads them *around* caption content.
+    These texts do, without using any held-out frame."""
+    if not captions or not sentences:
+        return []
+    rng = random.Random(seed)
+    held_out = heldout_phrases()
+    words = [s.rstrip(".!?").split() for s in sentences]
+    out: dict[str, None] = {}
+    tries = 0
+    while len(out) < n and tries < 20 * n:
+        tries += 1
+        caption = rng.choice(captions).split()
+        pieces: list[list[str]] = [caption]
+        for _ in range(rng.randint(1, 3)):  # the first run may go in front, the others into gaps
+            source = rng.choice(words)
+            length = rng.randint(1, min(5, len(source)))
+            start = rng.randint(0, len(source) - length)
+            run = source[start : start + length]
+            target = pieces[-1]
+            gap = rng.choice(_phrase_gaps(target))
+            pieces[-1] = target[:gap] + run + target[gap:]
+        text = " ".join(pieces[-1])
+        if not any(p in words_of(text) for p in held_out):
+            out.setdefault(text)
+    return list(out)
