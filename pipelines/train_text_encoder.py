@@ -129,14 +129,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="folder whose .py docstrings and .md/.rst/.txt files --extra-text reads (default: site-packages)",
     )
-    p.add_argument(
-        "--splice-text",
-        type=int,
-        default=0,
-        help="with --extra-text: also this many training captions with runs of the general sentences' words set "
-        "in front of them and into their gaps (seedance/data/generic_text.py spliced_captions); they join the "
-        "general English share of each batch (0: none)",
-    )
     p.add_argument("--extra-share", type=float, default=0.5, help="share of each batch taken from --extra-text")
     p.add_argument(
         "--extend-vocab",
@@ -192,8 +184,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--extra-text must be 0 or more")
     if args.extend_vocab < 0:
         p.error("--extend-vocab must be 0 or more")
-    if args.splice_text < 0 or (args.splice_text and not args.extra_text):
-        p.error("--splice-text must be 0 or more, and needs --extra-text (the sentences it splices in)")
     if args.extend_vocab and (args.init_from is None or not args.extra_text):
         p.error("--extend-vocab needs --init-from (the tokenizer to grow) and --extra-text (the text it grows on)")
     if not 0.0 < args.extra_share < 1.0:
@@ -396,10 +386,10 @@ def prepare_data(args: argparse.Namespace) -> Path:
         if args.extra_text and not extra_file.is_file():
             raise SeedanceError(f"{data} was built without --extra-text; give a new --out to add general English")
         built = json.loads((data / "prep.json").read_text()) if (data / "prep.json").is_file() else {}
-        for flag in ("extend_vocab", "splice_text"):
-            if built.get(flag, 0) != getattr(args, flag):
-                name = "--" + flag.replace("_", "-")
-                raise SeedanceError(f"{data} was built with {name} {built.get(flag, 0)}; give a new --out to change it")
+        if built.get("extend_vocab", 0) != args.extend_vocab:
+            raise SeedanceError(
+                f"{data} was built with --extend-vocab {built.get('extend_vocab', 0)}; give a new --out to change it"
+            )
         return data  # built by an earlier run: a resumed run must see the same corpus
     t0 = time.time()
     words = augmentation_words() if args.augment_fraction > 0 else []
@@ -427,11 +417,6 @@ def prepare_data(args: argparse.Namespace) -> Path:
     else:
         tokenizer = SeedanceTokenizer.train(corpus, vocab_size=args.vocab_size, max_length=args.max_position)
     tokenizer.save_pretrained(data / "tokenizer")
-    if args.splice_text:  # after the tokenizer: it grows on the general sentences alone
-        from seedance.data.generic_text import spliced_captions
-
-        spliced = spliced_captions(corpus, extra, args.splice_text, args.seed)
-        extra += [t for t in spliced if t not in seen]
     everything = corpus + evals["heldout_captions"] + evals["heldout_phrasings"] + extra
     known = {}
     for folder in args.teacher_cache_from:
@@ -459,7 +444,7 @@ def prepare_data(args: argparse.Namespace) -> Path:
     atomic_write_bytes(eval_file, json.dumps(evals).encode())
     atomic_write_bytes(extra_file, json.dumps(extra).encode())
     prep = {"minutes": round((time.time() - t0) / 60, 1), "teacher_embedded": len(todo), "reused": len(everything)}
-    prep["extend_vocab"], prep["splice_text"] = args.extend_vocab, args.splice_text
+    prep["extend_vocab"] = args.extend_vocab
     prep["reused"] -= len(todo)
     atomic_write_bytes(data / "prep.json", json.dumps(prep).encode())
     atomic_write_bytes(corpus_file, json.dumps(corpus).encode())  # last: its presence marks a complete cache

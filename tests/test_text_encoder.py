@@ -489,8 +489,15 @@ def test_two_process_training_stops_and_resumes(tmp_path):
     # captions keep their ids, and the encoder gets one embedding row per new id.
     grown, grown_export = tmp_path / "grown", tmp_path / "grown_weights"
     args[args.index("--out") + 1], args[args.index("--export") + 1] = str(grown), str(grown_export)
-    proc = subprocess.run([*args, "--extend-vocab", "20"], capture_output=True, text=True, env=env, timeout=300)
+    cache = ["--teacher-cache-from", str(tuned / "data")]  # the same texts: every teacher target is reused
+    proc = subprocess.run([*args, "--extend-vocab", "20", *cache], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "embedding 0 new captions" in proc.stdout + proc.stderr
+    assert "word-level teacher states for 0 texts" in proc.stdout + proc.stderr
+    from safetensors.torch import load_file
+
+    reused, made = (load_file(str(d / "data" / "teacher_words.safetensors")) for d in (grown, tuned))
+    assert all(torch.equal(reused[k], made[k]) for k in ("vectors", "offsets"))
     grown_tok = SeedanceTokenizer.from_pretrained(grown_export / "tokenizer")
     assert grown_tok.vocab_size > tok.vocab_size
     assert grown_tok.id_texts()[: tok.vocab_size] == tok.id_texts()
@@ -551,23 +558,3 @@ def test_grown_encoder_reads_old_ids_exactly_as_before(corpus, tokenizer, model)
     with pytest.raises(SeedanceError, match="follow the current vocabulary"):
         copy.deepcopy(model).grow_vocabulary({tokenizer.vocab_size + 1: [3]})
 
-
-def test_spliced_captions_keep_the_caption_words_in_order_and_no_heldout_phrase():
-    from seedance.data.generic_text import spliced_captions
-
-    captions = ["a red ball bounces on navy, with rubber clacks", "piano keys glow teal over black"]
-    sentences = ["Note that this value is used by every reader of the stream.", "The grid keeps its own copy."]
-    texts = spliced_captions(captions, sentences, 20, seed=3)
-    assert len(texts) == len(set(texts)) > 10 and texts == spliced_captions(captions, sentences, 20, seed=3)
-    general = {w for s in sentences for w in s.rstrip(".").split()}
-    held_out = heldout_phrases()
-    for text in texts:
-        words = text.split()
-        source = next(c.split() for c in captions if all(w in words for w in c.split()))
-        it = iter(words)
-        assert all(w in it for w in source)  # the caption's words, in their order
-        assert set(words) - set(source) and set(words) - set(source) <= general  # plus general words only
-        assert not any(p in words_of(text) for p in held_out)
-        assert "red ball" in text or "keys glow" in text  # runs go between phrases, not inside them
-    with_heldout = spliced_captions(captions, ["we watch the value in this shot"], 20, seed=0)
-    assert not any("we watch" in words_of(t) or "in this shot" in words_of(t) for t in with_heldout)
