@@ -414,8 +414,8 @@ def prepare_data(args: argparse.Namespace) -> Path:
             from seedance.models.vocab_extension import extend_vocabulary
 
             tokenizer = extend_vocabulary(tokenizer, extra, args.extend_vocab, caption_writer_texts(20000, args.seed))
-    else:
-        tokenizer = SeedanceTokenizer.train(corpus, vocab_size=args.vocab_size, max_length=args.max_position)
+    else:  # a new BPE: on the general English too, when there is some (so its words get pieces of their own)
+        tokenizer = SeedanceTokenizer.train(corpus + extra, vocab_size=args.vocab_size, max_length=args.max_position)
     tokenizer.save_pretrained(data / "tokenizer")
     everything = corpus + evals["heldout_captions"] + evals["heldout_phrasings"] + extra
     known = {}
