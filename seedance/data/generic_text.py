@@ -82,4 +82,3 @@ def generic_sentences(n: int, seed: int = 0, root: Path | None = None, progress:
     kept = sorted(s for s in found if not any(p in words_of(s) for p in held_out))
     random.Random(seed).shuffle(kept)
     return kept[:n]
-
