@@ -159,6 +159,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--balance-steps", type=int, default=200, help="routing-bias steps with frozen weights before export"
     )
+    p.add_argument(
+        "--balance-gamma",
+        type=float,
+        default=None,
+        help="first routing-bias step of that calibration (it decays 10x; default --gamma): a larger one for a "
+        "router far from even, such as a student trained from scratch on captions and general English",
+    )
     p.add_argument("--save-every", type=int, default=500)
     p.add_argument("--keep", type=int, default=2, help="checkpoints to keep")
     p.add_argument("--log-every", type=int, default=20)
@@ -182,6 +189,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--anchor-weight must be from 0 to 1000")
     if args.extra_text < 0:
         p.error("--extra-text must be 0 or more")
+    if args.balance_gamma is not None and not 0.0 < args.balance_gamma <= 1.0:
+        p.error("--balance-gamma must be above 0 and at most 1")
     if args.extend_vocab < 0:
         p.error("--extend-vocab must be 0 or more")
     if args.extend_vocab and (args.init_from is None or not args.extra_text):
@@ -793,8 +802,10 @@ def main(argv: list[str] | None = None) -> None:
             info["data_prep"] = json.loads((data / "prep.json").read_text())
         final = plain_copy(raw)
         if args.balance_steps:
-            imbalance = calibrate_routing(final, tokenizer, corpus, args.balance_steps, 256, args.gamma, args.seed)
-            info["routing_calibration"] = {"steps": args.balance_steps, "train_text_imbalance": imbalance}
+            gamma = args.gamma if args.balance_gamma is None else args.balance_gamma
+            imbalance = calibrate_routing(final, tokenizer, corpus, args.balance_steps, 256, gamma, args.seed)
+            info["routing_calibration"] = {"steps": args.balance_steps, "gamma": gamma}
+            info["routing_calibration"]["train_text_imbalance"] = imbalance
             accelerator.print(f"routing biases calibrated: imbalance per MoE layer on training text {imbalance}")
         export(final, tokenizer, Path(args.export), info)
         accelerator.print(f"exported text_encoder and tokenizer to {args.export}")

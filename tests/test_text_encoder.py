@@ -428,6 +428,8 @@ def test_two_process_training_stops_and_resumes(tmp_path):
         "1",
         "--balance-steps",
         "5",
+        "--balance-gamma",
+        "0.003",
         "--export",
         str(export),
         *small,
@@ -455,6 +457,7 @@ def test_two_process_training_stops_and_resumes(tmp_path):
     info = json.loads((export / "text_encoder" / "train_info.json").read_text())
     assert info["processes"] == 2 and info["steps"] == 4
     assert len(info["routing_calibration"]["train_text_imbalance"]) == 2  # one number per MoE layer
+    assert info["routing_calibration"]["gamma"] == 0.003
     biases = np.array([m.route_bias.numpy() for m in te.moe_layers()])
     assert np.abs(biases).sum() > 0  # the balancing updates ran and were saved with the weights
 
