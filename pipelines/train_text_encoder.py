@@ -688,7 +688,9 @@ def main(argv: list[str] | None = None) -> None:
     if anchor_model is not None:
         # captions whose ids a grown tokenizer changed (augmented ones with general words) cannot be compared
         # token by token with the initial encoder's states: the anchor uses the others
-        anchor_pool = [t for t in corpus if tokenizer.encode(t) == init_tokenizer.encode(t)]
+        anchor_pool = corpus
+        if tokenizer.vocab_size != init_tokenizer.vocab_size:
+            anchor_pool = [t for t in corpus if tokenizer.encode(t) == init_tokenizer.encode(t)]
         accelerator.print(
             f"anchoring the token states of {len(anchor_pool)} training captions to {args.init_from} "
             f"(weight {args.anchor_weight})"
