@@ -10,6 +10,8 @@
       5. RMSNorm -> last_hidden_state [B,L,D]  (token states for cross-attention)
          masked mean -> pooler_output [B,D]    (pooled vector for adaLN)
          normalize(W pooler_output) -> text_embeds [B,teacher_dim]  (the distilled sentence embedding)
+         (embedding_pooling="layers": normalize(W [masked means of every block's output, pooler_output] + b),
+          a head refitted by least squares after training: seedance/models/text_head.py)
 
 Distilled from all-MiniLM-L6-v2 (pipelines/train_text_encoder.py); the teacher
 is not needed at inference.
@@ -41,6 +43,7 @@ class TextEncoderOutput(BaseOutput):
     text_embeds: torch.Tensor = None  # [B,teacher_dim], unit length
     engram_gates: torch.Tensor | None = None  # [B,L] alpha_t, when asked for
     token_embeds: torch.Tensor | None = None  # [B,L,teacher_dim] per-token W h_t (their mean -> text_embeds)
+    layer_pooled: torch.Tensor | None = None  # [B,(num_layers+1)*D] masked means of each block's output + pooled
     balance_loss: torch.Tensor | None = None  # sequence-wise MoE balance loss (training)
 
 
@@ -109,10 +112,13 @@ class EngramMoETextEncoder(ModelMixin, ConfigMixin):
         engram_hash_seed: int = 0,
         teacher_dim: int = 384,
         pad_token_id: int = 0,
+        embedding_pooling: str = "last",  # "last": W pooler_output; "layers": W [every layer's mean] + b
     ):
         super().__init__()
         if not 1 <= engram_layer < num_layers:
             raise ValueError("engram_layer must be in [1, num_layers): it follows at least one attention layer")
+        if embedding_pooling not in ("last", "layers"):
+            raise ValueError(f"embedding_pooling must be 'last' or 'layers', got {embedding_pooling!r}")
         self.token_embedding = nn.Embedding(vocab_size, hidden_size)
         self.position_embedding = nn.Parameter(torch.zeros(max_position, hidden_size))
         blocks = [EncoderBlock(hidden_size, num_heads, SwiGLU(hidden_size, dense_ffn_hidden))]  # first layer dense
@@ -132,7 +138,10 @@ class EngramMoETextEncoder(ModelMixin, ConfigMixin):
             hidden_size, self.engram_hasher.num_heads, self.engram_hasher.total_rows, engram_dim_per_head
         )
         self.final_norm = RMSNorm(hidden_size)
-        self.pool_proj = nn.Linear(hidden_size, teacher_dim, bias=False)
+        if embedding_pooling == "layers":
+            self.pool_proj = nn.Linear((num_layers + 1) * hidden_size, teacher_dim, bias=True)
+        else:
+            self.pool_proj = nn.Linear(hidden_size, teacher_dim, bias=False)
         self._host_table: HostEngramTable | None = None
         self._init_weights()
 
@@ -239,6 +248,7 @@ class EngramMoETextEncoder(ModelMixin, ConfigMixin):
         engram_scale: float = 1.0,
         output_engram_gates: bool = False,
         output_token_embeds: bool = False,
+        output_layer_pooled: bool = False,
         return_dict: bool = True,
     ) -> TextEncoderOutput | tuple:
         if input_ids.dim() != 2:
@@ -269,6 +279,8 @@ class EngramMoETextEncoder(ModelMixin, ConfigMixin):
         seq_ids = flat_valid // L  # [T]
         balance_loss = x.new_zeros(())
         gates = None
+        by_layers = self.config.embedding_pooling == "layers"
+        layer_states = []  # every block's output, for the "layers" embedding head
         for i, block in enumerate(self.blocks):
             if i == self.config.engram_layer:
                 # 3. Engram memory, after the first attention layer
@@ -279,17 +291,28 @@ class EngramMoETextEncoder(ModelMixin, ConfigMixin):
             x, loss = block(x, attn_bias, flat_valid, seq_ids)
             if loss is not None:
                 balance_loss = balance_loss + loss
+            if by_layers or output_layer_pooled:
+                layer_states.append(x)
         # 5. outputs
         keep = mask.unsqueeze(-1).to(x.dtype)  # [B,L,1]
+        count = keep.sum(1).clamp_min(1.0)  # [B,1]
         hidden = self.final_norm(x) * keep  # [B,L,D]
-        pooled = hidden.sum(1) / keep.sum(1).clamp_min(1.0)  # [B,D]
-        text_embeds = F.normalize(self.pool_proj(pooled), dim=-1)  # [B,teacher_dim]
+        pooled = hidden.sum(1) / count  # [B,D]
+        layer_pooled = None
+        if layer_states:
+            layer_pooled = torch.cat([(h * keep).sum(1) / count for h in layer_states] + [pooled], -1)
+        text_embeds = F.normalize(self.pool_proj(layer_pooled if by_layers else pooled), dim=-1)  # [B,teacher_dim]
+        token_embeds = None
+        if output_token_embeds:  # per token; their mean is the pre-normalisation embedding (the head is linear)
+            token_embeds = self.pool_proj(torch.cat([h * keep for h in layer_states] + [hidden], -1) if by_layers
+                                          else hidden)
         out = TextEncoderOutput(
             last_hidden_state=hidden,
             pooler_output=pooled,
             text_embeds=text_embeds,
             engram_gates=gates * mask if output_engram_gates else None,
-            token_embeds=self.pool_proj(hidden) if output_token_embeds else None,
+            token_embeds=token_embeds,
+            layer_pooled=layer_pooled if output_layer_pooled else None,
             balance_loss=balance_loss if self.training else None,
         )
         return out if return_dict else out.to_tuple()

@@ -379,6 +379,7 @@ class SeedanceTransformer(ModelMixin, ConfigMixin):
         cross_modal_attention: bool = True,  # False builds the "independent" ablation
         cross_modal_locality: tuple[float, float] | None = (2.0, 16.0),  # initial slopes per second, over heads
         prediction_type: str = "x0",  # "x0" (returned as velocity) or "velocity"
+        text_input_projection: bool = False,  # linear maps on the text states and pooled text before they are read
         min_sigma: float = 1e-3,  # floor of sigma when turning x0 into a velocity
         preset: dict | None = None,  # the ClipPreset (as a dict) the model was trained for
     ):
@@ -396,6 +397,14 @@ class SeedanceTransformer(ModelMixin, ConfigMixin):
         # 0. token embeddings
         self.patch_embed = Linear(v_patch, video_dim)
         self.audio_patch_embed = Linear(a_patch, audio_dim)
+        if text_input_projection:
+            # Lets a trained transformer read another text encoder: fitted to map the new encoder's states onto
+            # the ones it was trained on (pipelines/fit_caption_projection.py). Starts as the identity.
+            self.caption_projection = Linear(text_dim, text_dim)
+            self.pooled_projection = Linear(pooled_text_dim, pooled_text_dim)
+            for lin in (self.caption_projection, self.pooled_projection):
+                nn.init.eye_(lin.weight)
+                nn.init.zeros_(lin.bias)
         self.text_norm = nn.LayerNorm(text_dim, eps=1e-6)
         self.video_cond = BranchConditioning(video_dim, pooled_text_dim)
         self.audio_cond = BranchConditioning(audio_dim, pooled_text_dim)
@@ -571,6 +580,8 @@ class SeedanceTransformer(ModelMixin, ConfigMixin):
                 raise ValueError(f"text_cache holds {text_cache.batch_size} rows for a batch of {b}")
             text, text_bias, text_kv = None, text_cache.bias, text_cache.kv
         else:
+            if c.text_input_projection:
+                encoder_hidden_states = self.caption_projection(encoder_hidden_states)
             text, text_bias, text_kv = self.text_norm(encoder_hidden_states), None, [None] * len(self.blocks)
             if encoder_attention_mask is not None:
                 text_bias = self._text_bias(encoder_attention_mask, device)
@@ -578,6 +589,8 @@ class SeedanceTransformer(ModelMixin, ConfigMixin):
                 self._fill_text_cache(text_cache, text, text_bias)
                 text, text_kv = None, text_cache.kv
         pooled = pooled_projections.to(h_v.dtype)
+        if c.text_input_projection:
+            pooled = self.pooled_projection(pooled)
         mod_v, out_shift_v, out_scale_v = self.video_cond(timestep, audio_timestep, pooled)
         mod_a, out_shift_a, out_scale_a = self.audio_cond(audio_timestep, timestep, pooled)
 
