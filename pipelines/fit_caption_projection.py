@@ -52,7 +52,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default="runs/caption_projection", help="run folder: checkpoints, logs")
     p.add_argument("--text-len", type=int, default=40)
     p.add_argument("--ridge", type=float, default=1e-3, help="least-squares ridge, as a share of the pair count")
+    p.add_argument("--init-from", default=None,
+                   help="a transformer folder whose fitted projection (and text-path weights) to start from, instead "
+                        "of least squares (a first run's export/transformer, continued with --text-path)")
     p.add_argument("--steps", type=int, default=1500, help="distillation steps (0: least squares only)")
+    p.add_argument("--text-path", action="store_true",
+                   help="also train the weights that read only the text (text attention's keys and values, the "
+                        "pooled-text conditioning, the text LayerNorm)")
     p.add_argument("--batch-size", type=int, default=16, help="global batch (split over processes)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--min-lr-ratio", type=float, default=0.1)
@@ -149,8 +155,14 @@ def fit_initial_maps(ref: tuple, new: tuple, captions: list[str], text_len: int,
 
 
 # ---------------------------------------------------------------------------------------------- models
-def build_student(teacher):
-    """The teacher's weights behind a caption projection (identity until fitted); only the projection learns."""
+TEXT_PATH = ("text_norm.", "video_cond.text.", "audio_cond.text.", "text_attn.to_k.", "text_attn.to_v.",
+             "text_attn.norm_k.")  # every weight that reads the text and nothing else
+
+
+def build_student(teacher, text_path: bool = False):
+    """The teacher's weights behind a caption projection (identity until fitted). The projection learns; with
+    text_path, so do the weights that read only the text (keys and values of text attention, the pooled-text
+    conditioning): more room to fit, still no weight that the picture or the sound passes through."""
     from seedance.models.transformer_av import SeedanceTransformer
 
     config = {k: v for k, v in teacher.config.items() if k != "_use_default_values"}  # else diffusers drops new keys
@@ -161,6 +173,10 @@ def build_student(teacher):
     student.requires_grad_(False)
     for module in (student.caption_projection, student.pooled_projection):
         module.requires_grad_(True)
+    if text_path:
+        for name, param in student.named_parameters():
+            if name.startswith(TEXT_PATH[:3]) or any(part in name for part in TEXT_PATH[3:]):
+                param.requires_grad_(True)
     return student
 
 
@@ -247,14 +263,26 @@ def main(argv: list[str] | None = None) -> int:
     # 2. teacher, student, initial maps
     teacher = load_component(SeedanceTransformer, Path(args.weights) / "transformer", torch_dtype=torch.float32)
     teacher.eval().requires_grad_(False)
-    student = build_student(teacher)
+    student = build_student(teacher, args.text_path)
     fit = fit_initial_maps(ref, new, ds.captions, args.text_len, args.ridge)
-    with torch.no_grad():
-        student.caption_projection.weight.copy_(fit["weight"]), student.caption_projection.bias.copy_(fit["bias"])
-        student.pooled_projection.weight.copy_(fit["pooled_weight"])
-        student.pooled_projection.bias.copy_(fit["pooled_bias"])
     accelerator.print(f"least squares on {fit['pairs']} word pairs: R^2 token states {fit['r2_tokens']:.3f}, "
                       f"pooled {fit['r2_pooled']:.3f}")
+    with torch.no_grad():
+        if args.init_from:
+            start_from = load_component(SeedanceTransformer, args.init_from, torch_dtype=torch.float32)
+            if not start_from.config.text_input_projection:
+                raise SeedanceError(f"--init-from {args.init_from} has no caption projection: give a transformer "
+                                    "this recipe exported")
+            student.load_state_dict(start_from.state_dict())
+            reference = dict(teacher.named_parameters())
+            if any(not torch.equal(p, reference[n]) for n, p in student.named_parameters() if not p.requires_grad):
+                raise SeedanceError(f"--init-from {args.init_from} differs from --weights' transformer outside the "
+                                    "weights this run trains: start from a transformer fitted to this one")
+        else:
+            student.caption_projection.weight.copy_(fit["weight"])
+            student.caption_projection.bias.copy_(fit["bias"])
+            student.pooled_projection.weight.copy_(fit["pooled_weight"])
+            student.pooled_projection.bias.copy_(fit["pooled_bias"])
     ema = tt.EMA(student, args.ema_decay)
     params = [p for p in student.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)

@@ -130,3 +130,11 @@ def test_recipe_refuses_a_missing_cache(tmp_path):
     with pytest.raises(SeedanceError, match="no latent cache"):
         fcp.main(["--weights", str(weights), "--text-encoder", str(weights), "--cache", str(tmp_path / "none"),
                   "--out", str(tmp_path / "run"), "--steps", "1", "--mixed-precision", "no"])
+
+
+def test_text_path_option_trains_only_weights_that_read_the_text():
+    student = fcp.build_student(perturbed_transformer(), text_path=True)
+    trainable = {n for n, p in student.named_parameters() if p.requires_grad}
+    assert "blocks.0.video.text_attn.to_k.weight" in trainable and "blocks.1.audio.text_attn.to_v.bias" in trainable
+    assert "video_cond.text.weight" in trainable and "text_norm.weight" in trainable
+    assert not any(("to_q" in n or "to_out" in n or "self_attn" in n or "ff" in n) for n in trainable)
