@@ -290,8 +290,11 @@ def teacher_word_vectors(texts: list[str], batch_size: int = 64) -> tuple[torch.
 
     teacher = load_model("cpu")
     bert, wp = teacher[0].auto_model.eval(), teacher.tokenizer
+    from tqdm.auto import tqdm
+
     vectors, counts = [], []
-    for i in range(0, len(texts), batch_size):
+    # A progress bar: on 120,000 texts this pass takes about a quarter of an hour on 2 cores.
+    for i in tqdm(range(0, len(texts), batch_size), desc="teacher word states", unit="batch"):
         cleaned = [clean_text(t) for t in texts[i : i + batch_size]]
         enc = wp(cleaned, padding=True, truncation=True, max_length=256, return_offsets_mapping=True,
                  return_tensors="pt")  # fmt: skip
