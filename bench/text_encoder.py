@@ -301,6 +301,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
         rows = big_hasher.total_rows
         path = Path(args.table_dir) / f"seedance_engram_{scale}x.npy"
+        path.parent.mkdir(parents=True, exist_ok=True)  # a --table-dir that does not exist yet is made
         if not (path.is_file() and HostEngramTable.memmap(path).shape == (rows, model.config.engram_dim_per_head)):
             HostEngramTable.create_random_memmap(path, rows, model.config.engram_dim_per_head)
         tables.append(path)

